@@ -1,0 +1,28 @@
+"""Score activations. ``auto`` means what the checkpoint declares (sentence-transformers' rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTIVATIONS = ("auto", "raw", "identity", "sigmoid", "softmax", "tanh")
+
+
+def apply(name: str, logits: np.ndarray) -> np.ndarray:
+    """Apply an activation to (rows, labels) logits; ``raw``/``identity`` return them unchanged."""
+    if name in ("raw", "identity"):
+        return logits
+    if name == "sigmoid":
+        # Split by sign so neither branch overflows in exp.
+        out = np.empty_like(logits)
+        pos = logits >= 0
+        out[pos] = 1.0 / (1.0 + np.exp(-logits[pos]))
+        e = np.exp(logits[~pos])
+        out[~pos] = e / (1.0 + e)
+        return out
+    if name == "softmax":
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    if name == "tanh":
+        return np.tanh(logits)
+    raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")

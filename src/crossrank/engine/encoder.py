@@ -1,0 +1,260 @@
+"""The front door: ``CrossEncoder`` scores (query, document) pairs and ranks documents."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from crossrank.engine import activation as act
+from crossrank.engine.backends import BACKENDS, Backend, auto_backend
+from crossrank.engine.batching import collate, plan
+from crossrank.engine.documents import document_texts, query_text
+from crossrank.engine.model import ModelDir, default_max_length, resolve
+from crossrank.engine.tokenize import PairTokenizer
+from crossrank.errors import InputError, ModelLoadError
+
+
+class RankedDocument(NamedTuple):
+    """One ranked document: its position in the caller's list, its score, the document itself."""
+
+    index: int
+    score: float
+    document: Any
+
+
+@dataclass
+class ScoreStats:
+    """What one scoring call cost: the server reports these in logs, headers and metrics."""
+
+    pairs: int = 0
+    unique_pairs: int = 0
+    rows: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    batches: list[int] = field(default_factory=list)
+    tokenize_s: float = 0.0
+    inference_s: float = 0.0
+
+
+def default_threads() -> int:
+    """One intra-op thread per CPU this process may run on (``CROSSRANK_THREADS`` overrides)."""
+    env = os.environ.get("CROSSRANK_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class CrossEncoder:
+    """Score (query, document) pairs with a Hugging Face cross-encoder.
+
+    ``model`` is a hub id, a local checkpoint directory, a crossrank ONNX export, or a built-in
+    name (``None`` gives the default). ``backend`` is ``"auto"`` (torch on a GPU, ONNX Runtime on
+    CPU), ``"onnx"`` or ``"torch"``; ``quantize="int8"`` selects the dynamically quantized ONNX
+    graph. Scores equal the reference implementation's (transformers / sentence-transformers) in
+    fp32; see docs/benchmarks.md for the int8 agreement.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        backend: str = "auto",
+        quantize: str | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+        max_length: int | None = None,
+        max_query_length: int | None = None,
+        activation: str = "auto",
+        threads: int | None = None,
+        max_batch_tokens: int | None = None,
+        max_batch_size: int = 256,
+        max_chunks_per_doc: int = 1,
+        chunk_overlap: int = 32,
+    ) -> None:
+        if backend not in (*BACKENDS, "auto"):
+            raise ModelLoadError(str(model), f"unknown backend {backend!r}; expected auto, onnx or torch")
+        if quantize not in (None, "int8"):
+            raise ModelLoadError(str(model), f"unknown quantization {quantize!r}; expected None or 'int8'")
+        if activation not in act.ACTIVATIONS:
+            raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
+        if max_chunks_per_doc < 1:
+            raise InputError("max_chunks_per_doc must be >= 1")
+        self.threads = threads or default_threads()
+        source = resolve(model)
+        self.source = source
+        self.model_name = source.name
+        if backend == "auto":
+            backend = "onnx" if (quantize or source.kind == "export") else auto_backend()
+        if backend == "torch" and source.kind == "export":
+            raise ModelLoadError(self.model_name, "the torch backend needs a Hugging Face checkpoint, not an ONNX export")
+        self.backend: Backend = self._load_backend(backend, source, quantize, device, precision)
+        self.num_labels = source.num_labels
+        self.labels = source.labels
+        if source.kind == "export":
+            declared, model_max = source.meta["activation"], int(source.meta["max_length"])
+        else:
+            from crossrank.engine.model import declared_activation
+
+            declared = declared_activation(source.config, self.num_labels)
+            model_max = default_max_length(source.path, source.config)
+        self.declared_activation = declared
+        self.activation = declared if activation == "auto" else activation
+        self.max_length = min(max_length or model_max, model_max)
+        self.tokenizer = PairTokenizer(source.tokenizer_file, self.max_length, max_query_length, self.model_name)
+        on_gpu = self.backend.device.startswith("cuda")
+        self.max_batch_tokens = max_batch_tokens or (65536 if on_gpu else 4096)
+        self.max_batch_size = max_batch_size
+        self.max_chunks_per_doc = max_chunks_per_doc
+        self.chunk_overlap = chunk_overlap
+
+    def _load_backend(self, backend: str, source: ModelDir, quantize: str | None, device: str | None,
+                      precision: str | None) -> Backend:
+        if backend == "torch":
+            from crossrank.engine.backends.torch import TorchBackend
+
+            if quantize:
+                raise ModelLoadError(self.model_name, "int8 quantization is an ONNX path; use backend='onnx'")
+            return TorchBackend(source.path, threads=self.threads, device=device, precision=precision,
+                                model_name=self.model_name)
+        from crossrank.engine.backends.onnx import OnnxBackend
+        from crossrank.engine.export import cached_export
+
+        exported = cached_export(source, quantize=quantize)
+        onnx_file = exported.onnx_file(quantize)
+        if quantize is None and not onnx_file.exists():  # an int8-only export
+            onnx_file, quantize = exported.onnx_file("int8"), "int8"
+        self.source = exported if source.kind == "export" else source
+        self._tokenizer_dir = exported.path
+        return OnnxBackend(onnx_file, threads=self.threads, precision=quantize or "fp32",
+                           model_name=self.model_name)
+
+    def __repr__(self) -> str:
+        return (f"CrossEncoder({self.model_name!r}, backend={self.backend.name!r}, "
+                f"precision={self.backend.precision!r}, device={self.backend.device!r}, "
+                f"max_length={self.max_length}, activation={self.activation!r})")
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def score(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
+              max_chunks_per_doc: int | None = None) -> np.ndarray:
+        """One score per pair, in the caller's order.
+
+        Returns shape ``(n,)`` for single-label models and ``(n, num_labels)`` otherwise. An empty
+        list gives an empty array. Identical pairs are scored once.
+        """
+        scores, _ = self.score_with_stats(pairs, activation=activation, max_chunks_per_doc=max_chunks_per_doc)
+        return scores
+
+    predict = score  # sentence-transformers' name
+
+    def score_with_stats(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
+                         max_chunks_per_doc: int | None = None) -> tuple[np.ndarray, ScoreStats]:
+        queries, texts = self._split_pairs(pairs)
+        return self._score(queries, texts, activation, max_chunks_per_doc)
+
+    def score_documents(self, query: Any, documents: Sequence[Any], *, on: Sequence[str] | None = None,
+                        activation: str | None = None, max_chunks_per_doc: int | None = None
+                        ) -> tuple[np.ndarray, ScoreStats]:
+        """Scores of one query against many documents (strings or dicts read through ``on``)."""
+        q = query_text(query)
+        texts = document_texts(documents, on)
+        return self._score([q] * len(texts), texts, activation, max_chunks_per_doc)
+
+    def rank(self, query: Any, documents: Sequence[Any], top_k: int | None = None, *,
+             on: Sequence[str] | None = None, label: int | str | None = None,
+             max_chunks_per_doc: int | None = None, activation: str | None = None) -> list[RankedDocument]:
+        """Documents best first as ``(index, score, document)``; at most ``top_k`` of them."""
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+            raise InputError(f"top_k must be a non-negative integer, got {top_k!r}")
+        scores, _ = self.score_documents(query, documents, on=on, activation=activation,
+                                         max_chunks_per_doc=max_chunks_per_doc)
+        if scores.ndim == 2:
+            scores = scores[:, self._label_index(label)]
+        k = len(scores) if top_k is None else min(top_k, len(scores))
+        # Stable sort on the negated score: ties keep the caller's order.
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [RankedDocument(int(i), float(scores[i]), documents[i]) for i in order]
+
+    def _label_index(self, label: int | str | None) -> int:
+        if label is None:
+            raise InputError(
+                f"{self.model_name} has {self.num_labels} labels {self.labels}: pass label= to rank by one"
+            )
+        if isinstance(label, int) and 0 <= label < self.num_labels:
+            return label
+        if isinstance(label, str) and label in self.labels:
+            return self.labels.index(label)
+        raise InputError(f"unknown label {label!r}; the model has {self.labels}")
+
+    def _split_pairs(self, pairs: Any) -> tuple[list[str], list[str]]:
+        from crossrank.engine.documents import clean_text
+
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+            raise InputError(f"pairs must be a list of (query, document) pairs, got {type(pairs).__name__}")
+        if len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
+            pairs = [pairs]  # a single pair
+        queries, texts = [], []
+        for i, pair in enumerate(pairs):
+            if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+                raise InputError(f"pair {i} must be a (query, document) pair, got {type(pair).__name__}")
+            q = clean_text(pair[0], f"pair {i} query")
+            if not q.strip():
+                raise InputError(f"pair {i} has an empty query")
+            queries.append(q)
+            texts.append(clean_text(pair[1], f"pair {i} document"))
+        return queries, texts
+
+    def _score(self, queries: list[str], texts: list[str], activation: str | None,
+               max_chunks_per_doc: int | None) -> tuple[np.ndarray, ScoreStats]:
+        activation = activation or self.activation
+        if activation == "auto":
+            activation = self.declared_activation
+        if activation not in act.ACTIVATIONS:
+            raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
+        chunks = max_chunks_per_doc or self.max_chunks_per_doc
+        if not isinstance(chunks, int) or chunks < 1:
+            raise InputError("max_chunks_per_doc must be a positive integer")
+        stats = ScoreStats(pairs=len(queries))
+        shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
+        if not queries:
+            return np.zeros(shape, dtype=np.float32), stats
+        # Identical pairs are scored once.
+        unique: dict[tuple[str, str], int] = {}
+        slot = np.fromiter((unique.setdefault(p, len(unique)) for p in zip(queries, texts)),
+                           dtype=np.int64, count=len(queries))
+        uq = [q for q, _ in unique]
+        ud = [d for _, d in unique]
+        stats.unique_pairs = len(unique)
+        t0 = time.perf_counter()
+        enc = self.tokenizer.encode(uq, ud, max_chunks=chunks, overlap=self.chunk_overlap)
+        stats.tokenize_s = time.perf_counter() - t0
+        stats.rows, stats.tokens = enc.rows, int(enc.lengths.sum())
+        row_logits = np.empty((enc.rows, self.num_labels), dtype=np.float32)
+        t1 = time.perf_counter()
+        for rows in plan(enc.lengths, self.max_batch_tokens, self.max_batch_size):
+            batch = collate(enc, rows, self.tokenizer.pad_id)
+            row_logits[rows] = self.backend.run(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            stats.batches.append(len(rows))
+            stats.padded_tokens += batch.padded_tokens
+        stats.inference_s = time.perf_counter() - t1
+        row_scores = act.apply(activation, row_logits)
+        if enc.rows == len(unique):
+            pair_scores = row_scores
+        else:  # a document's score is the best of its windows
+            pair_scores = np.full((len(unique), self.num_labels), -np.inf, dtype=np.float32)
+            np.maximum.at(pair_scores, enc.owner, row_scores)
+        out = pair_scores[slot]
+        return (out[:, 0] if self.num_labels == 1 else out), stats
+
+    @property
+    def model_path(self) -> Path:
+        return self.source.path

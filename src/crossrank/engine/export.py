@@ -1,0 +1,181 @@
+"""Export a Hugging Face checkpoint to crossrank's ONNX format, optimized, optionally int8.
+
+An export directory holds ``model.onnx`` (fp32, transformer ops fused by ONNX Runtime's
+optimizer), ``model_int8.onnx`` when asked (dynamic int8 quantization of the fused graph),
+a clean ``tokenizer.json``, the checkpoint's ``config.json`` and ``crossrank.json`` (labels,
+activation, max length, provenance). The export cache keys directories by the checkpoint's
+content, so a changed checkpoint is exported again and an unchanged one never is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from crossrank.engine.model import (
+    ModelDir,
+    cache_root,
+    content_hash,
+    default_max_length,
+    inspect_dir,
+    num_labels_of,
+    write_clean_tokenizer,
+    write_meta,
+)
+from crossrank.errors import MissingDependencyError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+#: model types whose attention ONNX Runtime's BERT fusion recognizes
+FUSABLE = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert": "bert",
+           "electra": "bert", "distilbert": "bert"}
+OPSET = 17
+
+
+def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize: bool = True) -> ModelDir:
+    """Write an export of ``model`` (a Hugging Face checkpoint) to ``out`` and return it."""
+    if model.kind == "export":
+        if quantize == "int8" and not model.onnx_file("int8").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            if out.resolve() != model.path.resolve():
+                shutil.copytree(model.path, out, dirs_exist_ok=True)
+            quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
+            return inspect_dir(model.name, out)
+        if out.resolve() != model.path.resolve():
+            shutil.copytree(model.path, out, dirs_exist_ok=True)
+        return inspect_dir(model.name, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp_name:
+        tmp = Path(tmp_name)
+        _torch_export(model, tmp / "model.onnx")
+        optimized = False
+        if optimize:
+            optimized = _optimize(model, tmp / "model.onnx")
+        if quantize == "int8":
+            quantize_int8(tmp / "model.onnx", tmp / "model_int8.onnx", model.name)
+        write_clean_tokenizer(model.tokenizer_file, tmp / "tokenizer.json")
+        for f in ("config.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (model.path / f).exists():
+                shutil.copyfile(model.path / f, tmp / f)
+        write_meta(tmp, source=model.name, source_hash=content_hash(model), config=model.config,
+                   num_labels=num_labels_of(model.config),
+                   max_length=default_max_length(model.path, model.config),
+                   quantized=quantize, optimized=optimized)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    return inspect_dir(model.name, out)
+
+
+def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
+    """The export of a checkpoint from the on-disk cache, made on first use."""
+    if model.kind == "export":
+        if quantize == "int8" and not model.onnx_file("int8").exists():
+            # An export without its int8 graph: quantize into the cache, keep the user's dir untouched.
+            out = cache_root() / "onnx" / f"{model.path.name}-int8-{abs(hash(str(model.path.resolve())))}"
+            if not (out / "model_int8.onnx").exists():
+                export(model, out, quantize="int8")
+            return inspect_dir(model.name, out)
+        return model
+    out = cache_root() / "onnx" / content_hash(model)
+    have = (out / "crossrank.json").exists() and (out / "model.onnx").exists()
+    if have and (quantize != "int8" or (out / "model_int8.onnx").exists()):
+        return inspect_dir(model.name, out)
+    log.info("exporting %s to ONNX in %s (once; cached by content)", model.name, out)
+    if have:
+        quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
+        return inspect_dir(model.name, out)
+    return export(model, out, quantize=quantize)
+
+
+def _torch_export(model: ModelDir, path: Path) -> None:
+    try:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"exporting the Hugging Face checkpoint {model.name!r} to ONNX", "torch", "torch"
+        ) from exc
+    from tokenizers import Tokenizer
+
+    try:
+        hf = AutoModelForSequenceClassification.from_pretrained(
+            str(model.path), dtype=torch.float32, attn_implementation="eager"
+        ).eval()
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(model.name, f"transformers could not load it: {exc}") from exc
+    uses_tt = getattr(hf.config, "type_vocab_size", 1) > 1 and hf.config.model_type != "distilbert"
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = hf
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):  # type: ignore[no-untyped-def]
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            return self.inner(**kwargs).logits
+
+    tok = Tokenizer.from_file(str(model.tokenizer_file))
+    tok.no_padding()
+    tok.no_truncation()
+    enc = tok.encode("a query", "a document to score")
+    ids = torch.tensor([enc.ids, enc.ids], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    args: tuple = (ids, mask)
+    names = ["input_ids", "attention_mask"]
+    if uses_tt:
+        args = (ids, mask, torch.tensor([enc.type_ids] * 2, dtype=torch.long))
+        names.append("token_type_ids")
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about shapes that are dynamic axes here
+            torch.onnx.export(LogitsOnly(), args, str(path), input_names=names, output_names=["logits"],
+                              dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
+                              dynamo=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(model.name, f"ONNX export failed: {exc}") from exc
+
+
+def _optimize(model: ModelDir, path: Path) -> bool:
+    """Fuse attention, LayerNorm and GELU with ONNX Runtime's transformer optimizer.
+
+    The fused graph computes the same function (parity is tested); if the optimizer does not
+    know the architecture we keep the plain graph and say so in the export's metadata.
+    """
+    model_type = FUSABLE.get(str(model.config.get("model_type")))
+    if model_type is None:
+        log.info("no transformer fusion for model_type=%s; keeping the plain graph", model.config.get("model_type"))
+        return False
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        opt = optimize_model(str(path), model_type=model_type,
+                             num_heads=int(model.config.get("num_attention_heads", 0)),
+                             hidden_size=int(model.config.get("hidden_size", 0)), opt_level=1)
+        opt.save_model_to_file(str(path))
+        return True
+    except Exception as exc:  # noqa: BLE001 - optimization is an improvement, never a requirement
+        log.warning("ONNX Runtime optimizer failed (%s); keeping the plain graph", exc)
+        return False
+
+
+def quantize_int8(src: Path, dst: Path, name: str) -> None:
+    """Dynamic int8 quantization of the MatMul weights (activations quantized per batch at run time)."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:  # pragma: no cover - ships with onnxruntime
+        raise MissingDependencyError("int8 quantization", "torch", "onnxruntime") from exc
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Attention", "Gemm"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(name, f"int8 quantization failed: {exc}") from exc

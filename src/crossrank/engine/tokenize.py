@@ -1,0 +1,143 @@
+"""Pair encoding with the Rust ``tokenizers`` library.
+
+Rules the rest of crossrank relies on:
+
+* only the document is truncated to ``max_length``; the query is kept whole unless it alone
+  passes ``max_query_length`` (half the budget by default), in which case it is cut at a token
+  boundary, never raising like ``only_second`` would;
+* long documents can be split into overlapping windows (``max_chunks`` > 1), each one paired
+  with the full query;
+* huge documents are cut at a whitespace boundary before tokenization when the cut provably
+  keeps every token that truncation would keep, so a 1 MB text costs what its first windows cost.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from crossrank.errors import ModelLoadError
+
+#: Characters per token assumed when pre-cutting huge documents; the cut is verified, so a
+#: wrong guess costs time, never correctness.
+CHARS_PER_TOKEN = 8
+
+
+@dataclass
+class EncodedPairs:
+    """Token rows ready for batching: one row per (pair, window)."""
+
+    ids: np.ndarray  # flat int64, all rows concatenated
+    type_ids: np.ndarray  # flat int64, same layout
+    lengths: np.ndarray  # tokens per row
+    offsets: np.ndarray  # start of each row in the flat arrays
+    owner: np.ndarray  # pair index of each row
+
+    @property
+    def rows(self) -> int:
+        return len(self.lengths)
+
+
+class PairTokenizer:
+    """Encodes (query, document) pairs the way the checkpoint's own tokenizer does."""
+
+    def __init__(self, tokenizer_file: Path, max_length: int, max_query_length: int | None = None,
+                 model_name: str = "") -> None:
+        try:
+            self._tok = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:  # noqa: BLE001 - the Rust error types are not exported
+            raise ModelLoadError(model_name or str(tokenizer_file), f"cannot read {tokenizer_file}: {exc}") from exc
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        # Truncation is tokenizer state: one instance per stride, configured once, so concurrent
+        # callers (the server's threads) never see each other's settings.
+        self._json = self._tok.to_str()
+        self._pair_tokenizers: dict[int, Tokenizer] = {}
+        self._lock = threading.Lock()
+        self.specials = self._tok.num_special_tokens_to_add(True)
+        if max_length <= self.specials + 2:
+            raise ValueError(f"max_length={max_length} leaves no room for the texts")
+        self.max_length = int(max_length)
+        budget = self.max_length - self.specials
+        self.max_query_length = max(1, min(max_query_length or budget // 2, budget - 1))
+        self.pad_id = next(
+            (i for t in ("[PAD]", "<pad>", "<|endoftext|>") if (i := self._tok.token_to_id(t)) is not None), 0
+        )
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tok
+
+    def _pair_tokenizer(self, stride: int) -> Tokenizer:
+        tok = self._pair_tokenizers.get(stride)
+        if tok is None:
+            with self._lock:
+                tok = Tokenizer.from_str(self._json)
+                tok.enable_truncation(self.max_length, stride=stride, strategy="only_second")
+                self._pair_tokenizers[stride] = tok
+        return tok
+
+    def _truncate_queries(self, queries: list[str]) -> dict[str, str]:
+        unique = list(dict.fromkeys(queries))
+        out = {}
+        for q, enc in zip(unique, self._tok.encode_batch(unique, add_special_tokens=False)):
+            if len(enc.ids) > self.max_query_length:
+                out[q] = q[: enc.offsets[self.max_query_length - 1][1]]
+            else:
+                out[q] = q
+        return out
+
+    def _precut(self, docs: list[str], max_tokens: int) -> list[str]:
+        """Cut huge documents at whitespace when the prefix still holds every token we need."""
+        cap = max_tokens * CHARS_PER_TOKEN
+        candidates = [i for i, d in enumerate(docs) if len(d) > cap]
+        if not candidates:
+            return docs
+        docs = list(docs)
+        cuts: dict[int, str] = {}
+        for i in candidates:
+            cut = max(docs[i].rfind(" ", 0, cap), docs[i].rfind("\n", 0, cap))
+            if cut > 0:
+                cuts[i] = docs[i][:cut]
+        if cuts:
+            keys = list(cuts)
+            encs = self._tok.encode_batch([cuts[i] for i in keys], add_special_tokens=False)
+            for i, enc in zip(keys, encs):
+                if len(enc.ids) > max_tokens:  # the prefix covers everything truncation keeps
+                    docs[i] = cuts[i]
+        return docs
+
+    def encode(self, queries: list[str], docs: list[str], *, max_chunks: int = 1,
+               overlap: int = 0) -> EncodedPairs:
+        """Encode pairs; with ``max_chunks`` > 1 a long document yields up to that many windows."""
+        if not queries:
+            empty = np.zeros(0, dtype=np.int64)
+            return EncodedPairs(empty, empty, empty, empty, empty)
+        qmap = self._truncate_queries(queries)
+        queries = [qmap[q] for q in queries]
+        docs = self._precut(docs, self.max_length * max(1, max_chunks) + 1)
+        window = self.max_length - self.specials - self.max_query_length
+        stride = max(0, min(overlap, window - 1)) if max_chunks > 1 else 0
+        encodings = self._pair_tokenizer(stride).encode_batch(list(zip(queries, docs)))
+        rows: list[Encoding] = []
+        owner: list[int] = []
+        for i, enc in enumerate(encodings):
+            rows.append(enc)
+            owner.append(i)
+            if max_chunks > 1:
+                extra = enc.overflowing[: max_chunks - 1]
+                rows.extend(extra)
+                owner.extend([i] * len(extra))
+        lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        ids = np.fromiter(chain.from_iterable(r.ids for r in rows), dtype=np.int64, count=int(lengths.sum()))
+        type_ids = np.fromiter(
+            chain.from_iterable(r.type_ids for r in rows), dtype=np.int64, count=int(lengths.sum())
+        )
+        return EncodedPairs(ids, type_ids, lengths, offsets, np.asarray(owner, dtype=np.int64))
