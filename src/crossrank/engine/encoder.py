@@ -95,7 +95,9 @@ class CrossEncoder:
         if backend == "auto":
             backend = "onnx" if (quantize or source.kind == "export") else auto_backend()
         if backend == "torch" and source.kind == "export":
-            raise ModelLoadError(self.model_name, "the torch backend needs a Hugging Face checkpoint, not an ONNX export")
+            raise ModelLoadError(
+                self.model_name, "the torch backend needs a Hugging Face checkpoint, not an ONNX export"
+            )
         self.backend: Backend = self._load_backend(backend, source, quantize, device, precision)
         self.num_labels = source.num_labels
         self.labels = source.labels
@@ -229,7 +231,7 @@ class CrossEncoder:
             return np.zeros(shape, dtype=np.float32), stats
         # Identical pairs are scored once.
         unique: dict[tuple[str, str], int] = {}
-        slot = np.fromiter((unique.setdefault(p, len(unique)) for p in zip(queries, texts)),
+        slot = np.fromiter((unique.setdefault(p, len(unique)) for p in zip(queries, texts, strict=False)),
                            dtype=np.int64, count=len(queries))
         uq = [q for q, _ in unique]
         ud = [d for _, d in unique]

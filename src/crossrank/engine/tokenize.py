@@ -85,7 +85,7 @@ class PairTokenizer:
     def _truncate_queries(self, queries: list[str]) -> dict[str, str]:
         unique = list(dict.fromkeys(queries))
         out = {}
-        for q, enc in zip(unique, self._tok.encode_batch(unique, add_special_tokens=False)):
+        for q, enc in zip(unique, self._tok.encode_batch(unique, add_special_tokens=False), strict=False):
             if len(enc.ids) > self.max_query_length:
                 out[q] = q[: enc.offsets[self.max_query_length - 1][1]]
             else:
@@ -107,7 +107,7 @@ class PairTokenizer:
         if cuts:
             keys = list(cuts)
             encs = self._tok.encode_batch([cuts[i] for i in keys], add_special_tokens=False)
-            for i, enc in zip(keys, encs):
+            for i, enc in zip(keys, encs, strict=False):
                 if len(enc.ids) > max_tokens:  # the prefix covers everything truncation keeps
                     docs[i] = cuts[i]
         return docs
@@ -123,7 +123,7 @@ class PairTokenizer:
         docs = self._precut(docs, self.max_length * max(1, max_chunks) + 1)
         window = self.max_length - self.specials - self.max_query_length
         stride = max(0, min(overlap, window - 1)) if max_chunks > 1 else 0
-        encodings = self._pair_tokenizer(stride).encode_batch(list(zip(queries, docs)))
+        encodings = self._pair_tokenizer(stride).encode_batch(list(zip(queries, docs, strict=False)))
         rows: list[Encoding] = []
         owner: list[int] = []
         for i, enc in enumerate(encodings):

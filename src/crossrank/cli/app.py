@@ -1,0 +1,95 @@
+"""``crossrank`` command line. Heavy imports happen inside commands so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crossrank.errors import CrossrankError
+
+app = typer.Typer(help="crossrank: cross-encoder reranking, exact and fast.", no_args_is_help=True,
+                  add_completion=False)
+
+
+def _fail(exc: CrossrankError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _read_stdin_documents() -> list:
+    docs: list = []
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.lstrip().startswith(("{", '"')):
+            try:
+                docs.append(json.loads(line))
+                continue
+            except json.JSONDecodeError:
+                pass
+        docs.append(line)
+    return docs
+
+
+@app.command()
+def rerank(
+    query: Annotated[str, typer.Argument(help="the query")],
+    documents: Annotated[list[str] | None, typer.Argument(help="documents; read from stdin if none")] = None,
+    model: Annotated[str | None, typer.Option(help="hub id, local dir, ONNX export or built-in name")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="return at most this many")] = None,
+    on: Annotated[str | None, typer.Option(help="comma-separated fields of JSON documents")] = None,
+    backend: Annotated[str, typer.Option(help="auto, onnx or torch")] = "auto",
+    quantize: Annotated[str | None, typer.Option(help="int8 for the quantized ONNX graph")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Rank documents for QUERY, best first (documents as arguments, or stdin: lines or JSONL)."""
+    from crossrank import CrossEncoder
+
+    docs: list = list(documents) if documents else _read_stdin_documents()
+    try:
+        ce = CrossEncoder(model, backend=backend, quantize=quantize)
+        ranked = ce.rank(query, docs, top_k=top_k, on=on.split(",") if on else None)
+    except CrossrankError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        typer.echo(json.dumps({"model": ce.model_name, "results": [
+            {"index": r.index, "score": r.score, "document": r.document} for r in ranked]}, ensure_ascii=False))
+        return
+    for rank, r in enumerate(ranked, 1):
+        text = r.document if isinstance(r.document, str) else json.dumps(r.document, ensure_ascii=False)
+        typer.echo(f"{rank:>3}  {r.score:9.4f}  [{r.index}]  {text[:100]}")
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="hub id, local checkpoint dir or built-in name")],
+    out: Annotated[Path, typer.Option(help="directory to write the export to")],
+    quantize: Annotated[str | None, typer.Option(help="int8 adds model_int8.onnx")] = None,
+) -> None:
+    """Export a Hugging Face checkpoint to crossrank's optimized ONNX format."""
+    from crossrank.engine.export import export as do_export
+    from crossrank.engine.model import resolve
+
+    if quantize not in (None, "int8"):
+        typer.echo("error: --quantize takes only int8", err=True)
+        raise typer.Exit(2)
+    try:
+        result = do_export(resolve(model), out, quantize=quantize)
+    except CrossrankError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"exported {model} to {result.path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

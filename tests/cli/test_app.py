@@ -1,0 +1,45 @@
+"""The CLI runs the real commands on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from crossrank.cli.app import app
+
+runner = CliRunner()
+
+
+def test_rerank_json(tiny_model):
+    result = runner.invoke(app, ["rerank", "crocs", "crocs kids clog", "aircraft wing", "--model",
+                                 str(tiny_model), "--json", "--top-k", "1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["results"]) == 1 and data["results"][0]["index"] in (0, 1)
+
+
+def test_rerank_from_stdin_jsonl(tiny_model):
+    stdin = '{"title": "crocs", "text": "clog"}\n{"title": "wing", "text": "lift"}\n'
+    result = runner.invoke(app, ["rerank", "crocs", "--model", str(tiny_model), "--json"], input=stdin)
+    assert result.exit_code == 0, result.output
+    assert {r["index"] for r in json.loads(result.stdout)["results"]} == {0, 1}
+
+
+def test_unknown_model_exits_2():
+    result = runner.invoke(app, ["rerank", "q", "d", "--model", "./nope"])
+    assert result.exit_code == 2
+    assert "nope" in result.output
+
+
+def test_export_then_help_subprocess(tiny_model, tmp_path):
+    out = tmp_path / "exp"
+    proc = subprocess.run([sys.executable, "-m", "crossrank.cli.app", "export", str(tiny_model), "--out",
+                           str(out), "--quantize", "int8"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.onnx").exists() and (out / "model_int8.onnx").exists()
+    help_ = subprocess.run([sys.executable, "-m", "crossrank.cli.app", "--help"], capture_output=True,
+                           text=True, timeout=60)
+    assert "rerank" in help_.stdout and "export" in help_.stdout

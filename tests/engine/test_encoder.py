@@ -1,0 +1,122 @@
+"""The engine on a tiny BERT: parity with transformers, batching, chunking, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossrank import CrossEncoder, InputError, ModelLoadError
+
+DOCS = ["crocs kids clog", "running shoe for kids", "aircraft wing lift in a boundary layer flow",
+        "the best red shoe", "", "crocs " * 200]
+
+
+@pytest.fixture(scope="module")
+def ce(tiny_model):
+    return CrossEncoder(tiny_model, backend="onnx", activation="raw")
+
+
+def reference(path, pairs, max_length=64):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    enc = tok([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation="only_second",
+              max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).logits[:, 0].numpy()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_scores_equal_transformers(tiny_model, backend):
+    ce = CrossEncoder(tiny_model, backend=backend, activation="raw")
+    pairs = [("crocs", d) for d in DOCS] + [("aircraft wing", d) for d in DOCS]
+    np.testing.assert_allclose(ce.score(pairs), reference(tiny_model, pairs), atol=1e-4)
+
+
+def test_batching_and_dedupe_keep_order(ce):
+    pairs = [("crocs", d) for d in DOCS] * 3
+    whole = ce.score(pairs)
+    ce_small = CrossEncoder(ce.model_path, activation="raw", max_batch_tokens=64, max_batch_size=2)
+    np.testing.assert_allclose(ce_small.score(pairs), whole, atol=1e-5)
+    np.testing.assert_allclose(whole[: len(DOCS)], whole[len(DOCS): 2 * len(DOCS)])
+
+
+def test_rank_orders_and_limits(ce):
+    ranked = ce.rank("crocs", DOCS, top_k=3)
+    assert len(ranked) == 3
+    scores = ce.score([("crocs", d) for d in DOCS])
+    assert [r.index for r in ranked] == list(np.argsort(-scores, kind="stable")[:3])
+    assert ranked[0].document == DOCS[ranked[0].index]
+    assert ce.rank("crocs", []) == []
+
+
+def test_dict_documents_with_on(ce):
+    docs = [{"title": "crocs", "text": "kids clog"}, {"title": "wing", "text": "lift"}]
+    by_fields = ce.rank("crocs", docs, on=["title", "text"])
+    as_text = ce.score([("crocs", "crocs\nkids clog"), ("crocs", "wing\nlift")])
+    assert pytest.approx(by_fields[0].score) == float(as_text.max())
+
+
+def test_chunking_takes_best_window(ce):
+    long_doc = "aircraft wing lift " * 40 + " crocs kids clog"
+    plain = ce.score([("crocs", long_doc)])[0]
+    chunked = ce.score([("crocs", long_doc)], max_chunks_per_doc=8)[0]
+    assert chunked >= plain
+    windows = ce.tokenizer.encode(["crocs"], [long_doc], max_chunks=8, overlap=8)
+    assert windows.rows > 1 and (windows.lengths <= ce.max_length).all()
+
+
+def test_huge_document_and_long_query(ce):
+    huge = "word " * 200_000  # 1 MB
+    assert np.isfinite(ce.score([("crocs", huge)])).all()
+    assert np.isfinite(ce.score([("crocs " * 500, "clog")])).all()
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["x"], b"\xff\xfe"])
+def test_bad_documents_raise_input_error(ce, bad):
+    with pytest.raises(InputError):
+        ce.rank("crocs", ["fine", bad])
+
+
+def test_bad_queries_raise_input_error(ce):
+    for q in ["", "   ", None, 5]:
+        with pytest.raises(InputError):
+            ce.rank(q, ["doc"])
+
+
+def test_lone_surrogates_are_replaced(ce):
+    assert np.isfinite(ce.score([("crocs", "bad \udcff text")])).all()
+
+
+def test_unknown_and_corrupt_models(tmp_path, tiny_model):
+    with pytest.raises(ModelLoadError, match="no-such-dir"):
+        CrossEncoder("./no-such-dir")
+    with pytest.raises(ModelLoadError, match="not in the local"):
+        CrossEncoder("nobody/no-such-model-xyz")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
+
+    export(resolve(str(tiny_model)), broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelLoadError, match="model.onnx"):
+        CrossEncoder(broken)
+
+
+def test_int8_export_keeps_ranking(tiny_model, tmp_path):
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
+
+    out = export(resolve(str(tiny_model)), tmp_path / "exp", quantize="int8")
+    fp32 = CrossEncoder(out.path, activation="raw").score([("crocs", d) for d in DOCS])
+    int8 = CrossEncoder(out.path, quantize="int8", activation="raw").score([("crocs", d) for d in DOCS])
+    assert np.abs(fp32 - int8).max() < 0.05
+
+
+def test_activation_default_is_sigmoid_for_one_label(tiny_model):
+    raw = CrossEncoder(tiny_model, activation="raw").score([("crocs", "clog")])
+    default = CrossEncoder(tiny_model).score([("crocs", "clog")])
+    np.testing.assert_allclose(default, 1 / (1 + np.exp(-raw)), atol=1e-6)
