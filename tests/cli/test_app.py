@@ -43,3 +43,9 @@ def test_export_then_help_subprocess(tiny_model, tmp_path):
     help_ = subprocess.run([sys.executable, "-m", "crossrank.cli.app", "--help"], capture_output=True,
                            text=True, timeout=60)
     assert "rerank" in help_.stdout and "export" in help_.stdout
+
+
+def test_bench_runs_on_tiny_model(tiny_model):
+    result = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "1", "--no-peer"])
+    assert result.exit_code == 0, result.output
+    assert "passages" in result.stdout and "crossrank onnx int8" in result.stdout
