@@ -25,7 +25,7 @@ FALLBACK = (
     "with supporting evidence showed that a substantial part of the lift increment produced by the slipstream "
     "was due to a destalling or boundary layer control effect"
 ).split()
-QUERY = "what similarity laws must be obeyed when constructing aeroelastic models of heated high speed aircraft"
+QUERY = "heat transfer in composite slabs"  # a typical short search query
 
 
 def corpus_words(data_dir: Path | None) -> list[list[str]]:
