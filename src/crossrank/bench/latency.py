@@ -8,7 +8,6 @@ pairs from the same checkpoint in the same run; ratios are to sentence-transform
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import time
@@ -68,13 +67,13 @@ def gemm_peak_gflops(threads: int) -> float:
     return 8 * 2 * 1536**3 / (time.perf_counter() - t) / 1e9
 
 
-def encoder_flops(config: dict, tokens: int, pair_lengths: list[int]) -> float:
-    """Matmul FLOPs of a BERT-style encoder over the given tokens (embeddings excluded)."""
+def encoder_flops(config: dict, lengths: np.ndarray) -> float:
+    """Matmul FLOPs of a BERT-style encoder over rows of the given token lengths (embeddings excluded)."""
     h = config["hidden_size"]
     inter = config["intermediate_size"]
     layers = config["num_hidden_layers"]
-    dense = 2 * tokens * (4 * h * h + 2 * h * inter) * layers
-    attention = sum(2 * 2 * n * n * h for n in pair_lengths) * layers
+    dense = 2 * int(lengths.sum()) * (4 * h * h + 2 * h * inter) * layers
+    attention = 2 * 2 * int((lengths.astype(np.int64) ** 2).sum()) * h * layers
     return float(dense + attention)
 
 
@@ -83,11 +82,12 @@ def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
         repeats: int = 10, include_peer: bool = True, data_dir: Path | None = None,
         echo: Callable[[str], None] = print) -> list[dict]:
     from crossrank import CrossEncoder
+    from crossrank.engine.encoder import default_threads
     from crossrank.engine.model import resolve
 
     source = resolve(model)
     path = str(source.path)
-    threads = len(os.sched_getaffinity(0))
+    threads = default_threads()
     engines: dict[str, Callable[[list[tuple[str, str]]], object]] = {}
     if include_peer:
         import torch
@@ -112,7 +112,7 @@ def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
         for n in sizes:
             pairs = [(QUERY, t) for t in texts(kind, n, docs)]
             enc = ref.tokenizer.encode([q for q, _ in pairs], [d for _, d in pairs])
-            flops = encoder_flops(source.config or {}, int(enc.lengths.sum()), enc.lengths.tolist())
+            flops = encoder_flops(source.config, enc.lengths)
             base = None
             for name, fn in engines.items():
                 p50, p90 = timeit(lambda fn=fn, pairs=pairs: fn(pairs), repeats)

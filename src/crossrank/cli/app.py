@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -15,7 +15,7 @@ app = typer.Typer(help="crossrank: cross-encoder reranking, exact and fast.", no
                   add_completion=False)
 
 
-def _fail(exc: CrossrankError) -> None:
+def _fail(exc: CrossrankError) -> NoReturn:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
 
@@ -56,7 +56,6 @@ def rerank(
         ranked = ce.rank(query, docs, top_k=top_k, on=on.split(",") if on else None)
     except CrossrankError as exc:
         _fail(exc)
-        return
     if as_json:
         typer.echo(json.dumps({"model": ce.model_name, "results": [
             {"index": r.index, "score": r.score, "document": r.document} for r in ranked]}, ensure_ascii=False))
@@ -83,7 +82,6 @@ def export(
         result = do_export(resolve(model), out, quantize=quantize)
     except CrossrankError as exc:
         _fail(exc)
-        return
     typer.echo(f"exported {model} to {result.path}")
 
 

@@ -135,7 +135,6 @@ class CrossEncoder:
         if quantize is None and not onnx_file.exists():  # an int8-only export
             onnx_file, quantize = exported.onnx_file("int8"), "int8"
         self.source = exported if source.kind == "export" else source
-        self._tokenizer_dir = exported.path
         return OnnxBackend(onnx_file, threads=self.threads, precision=quantize or "fp32",
                            model_name=self.model_name)
 

@@ -9,6 +9,7 @@ content, so a changed checkpoint is exported again and an unchanged one never is
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -39,14 +40,11 @@ OPSET = 17
 def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize: bool = True) -> ModelDir:
     """Write an export of ``model`` (a Hugging Face checkpoint) to ``out`` and return it."""
     if model.kind == "export":
-        if quantize == "int8" and not model.onnx_file("int8").exists():
-            out.mkdir(parents=True, exist_ok=True)
-            if out.resolve() != model.path.resolve():
-                shutil.copytree(model.path, out, dirs_exist_ok=True)
-            quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
-            return inspect_dir(model.name, out)
+        out.mkdir(parents=True, exist_ok=True)
         if out.resolve() != model.path.resolve():
             shutil.copytree(model.path, out, dirs_exist_ok=True)
+        if quantize == "int8" and not (out / "model_int8.onnx").exists():
+            quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
         return inspect_dir(model.name, out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp_name:
@@ -75,7 +73,9 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     if model.kind == "export":
         if quantize == "int8" and not model.onnx_file("int8").exists():
             # An export without its int8 graph: quantize into the cache, keep the user's dir untouched.
-            out = cache_root() / "onnx" / f"{model.path.name}-int8-{abs(hash(str(model.path.resolve())))}"
+            # Keyed by the export's location: str hash() is salted per process and would miss every time.
+            key = hashlib.sha256(str(model.path.resolve()).encode()).hexdigest()[:16]
+            out = cache_root() / "onnx" / f"{model.path.name}-int8-{key}"
             if not (out / "model_int8.onnx").exists():
                 export(model, out, quantize="int8")
             return inspect_dir(model.name, out)
