@@ -1,0 +1,54 @@
+"""Evaluation glue against hand-computed figures and the shared ADI collection."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from crossrank import InputError
+from crossrank.eval import compare, evaluate, load_collection, per_query
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def test_metrics_match_hand_computation():
+    qrels = {"q1": {"d1": 2, "d3": 1}, "q2": {"d9": 1}}
+    run = {"q1": {"d1": 0.1, "d2": 0.9, "d3": 0.5}}  # order: d2, d3, d1; q2 absent -> zeros
+    idcg = 2 / math.log2(2) + 1 / math.log2(3)
+    dcg = 1 / math.log2(3) + 2 / math.log2(4)  # trec_eval's nDCG (what ir-measures runs): linear gain
+    result = evaluate(run, qrels)
+    assert result["ndcg@10"] == pytest.approx((dcg / idcg + 0.0) / 2)
+    assert result["mrr@10"] == pytest.approx((1 / 2 + 0.0) / 2)
+    assert result["recall@100"] == pytest.approx((1.0 + 0.0) / 2)
+    assert per_query(run, qrels)["ndcg@10"]["q2"] == 0.0
+
+
+def test_compare_detects_a_real_difference_and_not_a_tie():
+    better = {f"q{i}": 0.8 for i in range(40)}
+    worse = {f"q{i}": 0.5 + 0.01 * (i % 3) for i in range(40)}
+    c = compare(better, worse, names=("new", "old"), resamples=2000)
+    assert c.significant() and c.relative > 0.5 and c.queries == 40
+    tie = compare(better, dict(better), resamples=2000)
+    assert tie.p_randomization == 1.0 and not tie.significant()
+
+
+@pytest.mark.skipif(not (SHARED / "adi").is_dir(), reason="shared data not present")
+def test_load_beir_collection():
+    adi = load_collection(SHARED / "adi")
+    assert len(adi.corpus) == 82 and len(adi.queries) == 35
+    assert all(qid in adi.queries for qid in adi.qrels)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InputError, match="not a directory"):
+        load_collection(tmp_path / "missing")
+    (tmp_path / "qrels").mkdir()
+    with pytest.raises(InputError, match="qrels"):
+        load_collection(tmp_path)
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\td1\t1\n")
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "x"}\n')
+    (tmp_path / "queries.jsonl").write_text('{"_id": "2", "text": "unjudged"}\n')
+    with pytest.raises(InputError, match="no query"):
+        load_collection(tmp_path)
