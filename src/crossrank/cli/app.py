@@ -100,6 +100,16 @@ def bench(
         _fail(exc)
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (one per layer) add themselves here."""
+    from crossrank.cli import batch
+
+    batch.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 

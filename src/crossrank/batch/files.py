@@ -1,0 +1,68 @@
+"""Row files: JSONL and Parquet in, the same format out (chosen by the file's suffix)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import InputError, MissingDependencyError
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def file_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unknown format {path.suffix!r}; use .jsonl or .parquet")
+    return fmt
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MissingDependencyError("Parquet files", "retrieval", "pyarrow") from exc
+    return pa, pq
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """All rows of a JSONL or Parquet file as dicts; a line that is not a JSON object is an InputError."""
+    if not path.is_file():
+        raise InputError(f"{path} not found")
+    if file_format(path) == "parquet":
+        _, pq = _pyarrow()
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    rows = []
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{n}: each line must be a JSON object")
+            rows.append(row)
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write atomically (temp file + rename): a reader never sees half a file, a crash leaves none."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    if file_format(path) == "parquet":
+        pa, pq = _pyarrow()
+        # from_pylist takes its columns from the first row; rows with other fields must not lose them.
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows]), tmp)
+    else:
+        with tmp.open("w", encoding="utf-8", errors="surrogateescape") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,202 @@
+"""A batch job: stage the input into parts, score pending parts on some workers, assemble the output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.batch.files import file_format, read_rows, write_rows
+from crossrank.engine.documents import document_text
+from crossrank.errors import InputError
+
+ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]
+
+
+def score_rows(score: ScoreFn, rows: list[dict[str, Any]], on: Sequence[str] | None = None,
+               first_row: int = 0) -> list[dict[str, Any]]:
+    """Score rows of ``{query, text}`` or ``{query, candidates: [...]}`` in one engine call.
+
+    Every input field is kept. ``text`` rows gain ``score``; ``candidates`` rows gain ``scores`` (aligned
+    with the candidates) and ``ranking`` (candidate indices, best first, ties in input order).
+    """
+    pairs: list[tuple[str, str]] = []
+    spans: list[tuple[int, int]] = []
+    for n, row in enumerate(rows, first_row):
+        query = row.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise InputError(f"row {n}: 'query' must be a non-empty string")
+        # A column-oriented file gives every row every column: a null field counts as absent.
+        if row.get("candidates") is not None:
+            cands = row["candidates"]
+            if isinstance(cands, (str, bytes, dict)) or not isinstance(cands, Sequence | np.ndarray):
+                raise InputError(f"row {n}: 'candidates' must be a list")
+            texts = [document_text(c, on, f"row {n} candidate {i}") for i, c in enumerate(cands)]
+        elif "text" in row and (row["text"] is not None or "candidates" not in row):
+            texts = [document_text(row["text"], on, f"row {n} text")]
+        else:
+            raise InputError(f"row {n}: needs 'text' or 'candidates' (has {sorted(row)[:10]})")
+        spans.append((len(pairs), len(pairs) + len(texts)))
+        pairs.extend((query, t) for t in texts)
+    scores = score(pairs) if pairs else np.zeros(0, dtype=np.float32)
+    out = []
+    for row, (a, b) in zip(rows, spans, strict=True):
+        s = scores[a:b]
+        if row.get("candidates") is not None:
+            key = s if s.ndim == 1 else s[:, 0]
+            out.append({**row, "scores": s.tolist(), "ranking": np.argsort(-key, kind="stable").tolist()})
+        else:
+            out.append({**row, "score": s[0].tolist()})
+    return out
+
+
+@dataclass
+class BatchReport:
+    """What a run did: rows and parts in total, parts skipped because an earlier run finished them."""
+
+    output: Path
+    rows: int
+    parts: int
+    parts_resumed: int
+    seconds: float
+    workers: int
+    engine: str
+    pairs: int = 0
+    per_part_seconds: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class Job:
+    """The on-disk state of one job, in ``OUTPUT.parts/``: a manifest, staged input parts, finished parts."""
+
+    input: Path
+    output: Path
+    part_rows: int
+    settings: dict[str, Any]
+
+    @property
+    def workdir(self) -> Path:
+        return self.output.with_name(self.output.name + ".parts")
+
+    def in_path(self, i: int) -> Path:
+        return self.workdir / "in" / f"part-{i:06d}.jsonl"
+
+    def out_path(self, i: int) -> Path:
+        return self.workdir / "out" / f"part-{i:06d}.jsonl"
+
+    def fingerprint(self) -> str:
+        st = self.input.stat()
+        key = json.dumps([str(self.input.resolve()), st.st_size, st.st_mtime_ns, self.part_rows, self.settings],
+                         sort_keys=True, default=str)
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def stage(self, restart: bool = False) -> tuple[int, int]:
+        """Cut the input into parts once; a later run with the same input and settings reuses them.
+
+        Returns ``(parts, rows)``. A leftover work dir from a different job is an error unless
+        ``restart``: silently mixing two jobs' parts would corrupt the output.
+        """
+        manifest = self.workdir / "manifest.json"
+        if manifest.is_file() and not restart:
+            meta = json.loads(manifest.read_text())
+            if meta.get("fingerprint") == self.fingerprint():
+                return int(meta["parts"]), int(meta["rows"])
+            raise InputError(f"{self.workdir} holds an unfinished job with another input or settings; "
+                             "remove it or pass restart=True (--restart)")
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        rows = read_rows(self.input)
+        if not rows:
+            raise InputError(f"{self.input} has no rows")
+        (self.workdir / "in").mkdir(parents=True)
+        (self.workdir / "out").mkdir()
+        parts = (len(rows) + self.part_rows - 1) // self.part_rows
+        for i in range(parts):
+            write_rows(self.in_path(i), rows[i * self.part_rows:(i + 1) * self.part_rows])
+        meta = {"fingerprint": self.fingerprint(), "parts": parts, "rows": len(rows),
+                           "part_rows": self.part_rows, "input": str(self.input), "settings": self.settings}
+        manifest.write_text(json.dumps(meta, indent=1, default=str))
+        return parts, len(rows)
+
+    def pending(self, parts: int) -> list[int]:
+        return [i for i in range(parts) if not self.out_path(i).is_file()]
+
+    def finish(self, parts: int) -> int:
+        """Concatenate finished parts, in order, into the output file; remove the work dir. Returns rows."""
+        rows: list[dict[str, Any]] = []
+        for i in range(parts):
+            rows.extend(read_rows(self.out_path(i)))
+        write_rows(self.output, rows)
+        shutil.rmtree(self.workdir)
+        return len(rows)
+
+
+def score_part(encoder: Any, job_in: str, job_out: str, on: Sequence[str] | None, first_row: int) -> int:
+    """Score one staged part and write it atomically. Idempotent: a retry rewrites the same file."""
+    rows = read_rows(Path(job_in))
+    write_rows(Path(job_out), score_rows(encoder.score, rows, on, first_row))
+    return len(rows)
+
+
+def score_file(input: str | Path, output: str | Path, *, model: str | None = None, backend: str = "auto",
+               quantize: str | None = None, max_length: int | None = None, on: Sequence[str] | None = None,
+               workers: int = 1, part_rows: int = 1024, ray: bool = False, ray_address: str | None = None,
+               restart: bool = False, progress: bool = True) -> BatchReport:
+    """Score every row of ``input`` and write them, with their scores, to ``output`` (JSONL or Parquet).
+
+    Resumable: run the same command again after a crash and only unfinished parts are scored.
+    """
+    src, dst = Path(input), Path(output)
+    file_format(src)
+    file_format(dst)
+    if not isinstance(workers, int) or workers < 1:
+        raise InputError("workers must be a positive integer")
+    if not isinstance(part_rows, int) or part_rows < 1:
+        raise InputError("part_rows must be a positive integer")
+    model_kwargs = {"model": model, "backend": backend, "quantize": quantize, "max_length": max_length}
+    job = Job(src, dst, part_rows, {**model_kwargs, "on": list(on) if on else None})
+    started = time.perf_counter()
+    parts, rows = job.stage(restart=restart)
+    todo = job.pending(parts)
+    tasks = [(i, str(job.in_path(i)), str(job.out_path(i)), i * part_rows) for i in todo]
+    if ray:
+        from crossrank.batch.on_ray import run_on_ray as runner
+    else:
+        from crossrank.batch.local import run_local as runner
+    with _progress(progress, rows, parts - len(todo), part_rows) as advance:
+        runner(tasks, model_kwargs, list(on) if on else None, workers, advance, ray_address)
+    missing = job.pending(parts)
+    if missing:  # a runner that returns without every part written must not produce a short file
+        raise RuntimeError(f"{len(missing)} parts were not scored (first: {missing[0]}); run again to resume")
+    total = job.finish(parts)
+    return BatchReport(dst, total, parts, parts - len(todo), time.perf_counter() - started, workers,
+                       "ray" if ray else "local")
+
+
+class _progress:
+    """A rich progress bar over rows, or nothing (library use, tests)."""
+
+    def __init__(self, enabled: bool, rows: int, done_parts: int, part_rows: int) -> None:
+        self.enabled, self.rows, self.done = enabled, rows, min(rows, done_parts * part_rows)
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                            TimeRemainingColumn(), transient=False)
+        self.bar.start()
+        task = self.bar.add_task("rows", total=self.rows, completed=self.done)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()

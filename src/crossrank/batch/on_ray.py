@@ -1,0 +1,55 @@
+"""Ray Data workers: an actor pool holding the model (one load per actor), one staged part per call.
+
+Parts are written by the actors themselves, atomically, so Ray's retries after a killed worker only
+rewrite a part; the driver then checks every part exists. Staged parts must be on storage every node
+can read (a shared filesystem on a real cluster; the local disk on a single-machine cluster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from crossrank.batch.job import score_part
+from crossrank.errors import MissingDependencyError
+
+Task = tuple[int, str, str, int]
+
+
+class PartScorer:
+    """Ray Data callable class: constructed once per actor, called with batches of one part each."""
+
+    def __init__(self, model_kwargs: dict[str, Any], on: list[str] | None, threads: int) -> None:
+        from crossrank import CrossEncoder
+
+        self.encoder = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
+        self.on = on
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [score_part(self.encoder, str(i), str(o), self.on, int(f))
+                for i, o, f in zip(batch["job_in"], batch["job_out"], batch["first_row"], strict=True)]
+        return {"rows": np.asarray(rows, dtype=np.int64)}
+
+
+def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | None, workers: int,
+               advance: Callable[[int], None], address: str | None = None) -> None:
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise MissingDependencyError("batch scoring on Ray", "ray", "ray[data]") from exc
+    if not tasks:
+        return
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    threads = max(1, cpus // workers)
+    items = [{"job_in": job_in, "job_out": job_out, "first_row": first} for _, job_in, job_out, first in tasks]
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        PartScorer, fn_constructor_kwargs={"model_kwargs": model_kwargs, "on": on, "threads": threads},
+        batch_size=1, concurrency=workers, num_cpus=min(threads, cpus),
+        max_restarts=-1, max_task_retries=-1)
+    for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+        advance(int(batch["rows"].sum()))

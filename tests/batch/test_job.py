@@ -1,0 +1,125 @@
+"""Batch scoring end to end on real files: formats, equality with direct scoring, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crossrank import CrossEncoder, InputError
+from crossrank.batch import Job, score_file
+from crossrank.batch.files import read_rows, write_rows
+from crossrank.cli.app import app
+
+DOCS = ["heat flow in a slab", "crocs kids clog", "boundary layer on a wing", "red running shoe", "lift data"]
+
+
+def _rows(n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        q = ["heat transfer", "kids shoe", "wing lift"][i % 3]
+        if i % 2:
+            rows.append({"id": i, "query": q, "text": DOCS[i % len(DOCS)]})
+        else:
+            rows.append({"id": i, "query": q, "candidates": DOCS[i % 3:], "tag": {"k": i}})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def ce(tiny_model) -> CrossEncoder:
+    return CrossEncoder(str(tiny_model), backend="onnx")
+
+
+def _check_against_engine(ce: CrossEncoder, rows: list[dict], out: list[dict]) -> None:
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    for src, got in zip(rows, out, strict=True):
+        assert {k: got[k] for k in src} == src  # every input field kept as it was
+        if "text" in src:
+            assert got["score"] == pytest.approx(float(ce.score([(src["query"], src["text"])])[0]), abs=1e-6)
+        else:
+            want = ce.score([(src["query"], c) for c in src["candidates"]])
+            np.testing.assert_allclose(got["scores"], want, atol=1e-6)
+            assert got["ranking"] == np.argsort(-want, kind="stable").tolist()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_scores_every_row_like_the_engine(tmp_path, tiny_model, ce, suffix):
+    rows = _rows(23)
+    src, dst = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
+    write_rows(src, rows)
+    report = score_file(src, dst, model=str(tiny_model), part_rows=5, progress=False)
+    assert (report.rows, report.parts, report.parts_resumed) == (23, 5, 0)
+    _check_against_engine(ce, rows, read_rows(dst))
+    assert not (tmp_path / f"out{suffix}.parts").exists()
+
+
+def test_process_pool_gives_identical_results(tmp_path, tiny_model):
+    write_rows(tmp_path / "in.jsonl", _rows(30))
+    score_file(tmp_path / "in.jsonl", tmp_path / "one.jsonl", model=str(tiny_model), part_rows=4, progress=False)
+    score_file(tmp_path / "in.jsonl", tmp_path / "two.jsonl", model=str(tiny_model), part_rows=4, workers=2,
+               progress=False)
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+
+
+def test_resume_skips_finished_parts(tmp_path, tiny_model):
+    """A part finished before a crash is not scored again: we plant a marker in it and find it in the output."""
+    rows = _rows(12)
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_rows(src, rows)
+    settings = {"model": str(tiny_model), "backend": "auto", "quantize": None, "max_length": None, "on": None}
+    job = Job(src, dst, 4, settings)
+    parts, n = job.stage()
+    assert (parts, n) == (3, 12)
+    write_rows(job.out_path(1), [{**r, "score": -123.0} for r in rows[4:8]])  # "finished before the crash"
+    report = score_file(src, dst, model=str(tiny_model), part_rows=4, progress=False)
+    assert report.parts_resumed == 1
+    out = read_rows(dst)
+    assert [r["score"] for r in out[4:8]] == [-123.0] * 4
+    assert "scores" in out[0] and out[0]["id"] == 0
+
+
+def test_leftover_job_with_other_settings_is_refused(tmp_path, tiny_model):
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_rows(src, _rows(6))
+    Job(src, dst, 2, {"model": "something-else"}).stage()
+    with pytest.raises(InputError, match="unfinished job"):
+        score_file(src, dst, model=str(tiny_model), part_rows=2, progress=False)
+    report = score_file(src, dst, model=str(tiny_model), part_rows=2, restart=True, progress=False)
+    assert report.rows == 6
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"text": "x"}, "row 0: 'query'"),
+    ({"query": "q"}, "needs 'text' or 'candidates'"),
+    ({"query": "q", "candidates": "not a list"}, "must be a list"),
+    ({"query": "q", "text": None}, "row 0 text is None"),
+])
+def test_bad_rows_name_the_row(tmp_path, tiny_model, row, message):
+    write_rows(tmp_path / "in.jsonl", [row])
+    with pytest.raises(InputError, match=message):
+        score_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=str(tiny_model), progress=False)
+
+
+def test_bad_files(tmp_path, tiny_model):
+    (tmp_path / "in.jsonl").write_text('{"query": "q", "text": "t"}\nnot json\n')
+    with pytest.raises(InputError, match=r"in.jsonl:2: not JSON"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
+    with pytest.raises(InputError, match="unknown format"):
+        score_file(tmp_path / "in.csv", tmp_path / "o.jsonl", progress=False)
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(InputError, match="no rows"):
+        score_file(tmp_path / "empty.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
+
+
+def test_cli_batch(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    write_rows(tmp_path / "in.jsonl", _rows(7))
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "o.parquet"),
+                                      "--model", str(tiny_model), "--part-rows", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(read_rows(tmp_path / "o.parquet")) == 7
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2 and "not found" in result.output
+    assert json.loads(json.dumps(read_rows(tmp_path / "o.parquet")[0]))["id"] == 0
