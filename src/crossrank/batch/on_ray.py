@@ -49,7 +49,6 @@ def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | 
     items = [{"job_in": job_in, "job_out": job_out, "first_row": first} for _, job_in, job_out, first in tasks]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         PartScorer, fn_constructor_kwargs={"model_kwargs": model_kwargs, "on": on, "threads": threads},
-        batch_size=1, concurrency=workers, num_cpus=min(threads, cpus),
-        max_restarts=-1, max_task_retries=-1)
+        batch_size=1, concurrency=workers, num_cpus=min(threads, cpus))  # Ray Data restarts lost actors
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
         advance(int(batch["rows"].sum()))
