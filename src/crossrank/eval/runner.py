@@ -1,0 +1,108 @@
+"""Run retrieval methods over a judged collection and measure them.
+
+A method is written the way the pipeline names itself: a first stage (``bm25``, ``dense`` or
+``hybrid`` = both fused by RRF) and optional stages (``+mmr``, ``+rerank``), e.g. ``hybrid+rerank``.
+``default`` is the pipeline ``crossrank search`` runs by default. Each method's run keeps the top
+``depth`` documents (Recall@100 needs 100), the reranked window first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from crossrank.errors import InputError
+from crossrank.eval.collection import Collection
+from crossrank.eval.metrics import evaluate, per_query
+
+FIRST_STAGES = {"bm25": ["bm25"], "dense": ["dense"], "hybrid": ["bm25", "dense"]}
+MODIFIERS = ("mmr", "rerank")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    retrievers: tuple[str, ...]
+    mmr: bool = False
+    rerank: bool = False
+
+
+def parse_method(name: str, default: str = "hybrid") -> Method:
+    """``hybrid+mmr+rerank`` -> retrievers (bm25, dense), mmr, rerank; a clear error for anything else."""
+    spec = default if name == "default" else name
+    first, *mods = spec.strip().lower().split("+")
+    if first not in FIRST_STAGES:
+        raise InputError(f"unknown method {name!r}: it must start with one of {sorted(FIRST_STAGES)}")
+    bad = [m for m in mods if m not in MODIFIERS]
+    if bad or len(set(mods)) != len(mods):
+        raise InputError(f"unknown or repeated stage {bad[0] if bad else mods!r} in {name!r}; "
+                         f"stages are {MODIFIERS}")
+    return Method(name, tuple(FIRST_STAGES[first]), "mmr" in mods, "rerank" in mods)
+
+
+@dataclass
+class MethodResult:
+    """One method's figures on one collection: mean measures, per-query values, stage latencies (ms)."""
+
+    method: str
+    collection: str
+    measures: dict[str, float]
+    per_query: dict[str, dict[str, float]] = field(repr=False)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    queries: int = 0
+    fallbacks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "collection": self.collection, **self.measures, "queries": self.queries,
+                "latency_ms": self.latency_ms, **({"fallbacks": self.fallbacks} if self.fallbacks else {})}
+
+
+def index_for(collection: Collection, fields: Sequence[str] = ("title", "text"), *, dense: bool = True,
+              progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """The collection's index, built once and cached under crossrank's cache, keyed by the corpus bytes."""
+    from crossrank.engine.model import cache_root
+    from crossrank.retrieval import Index, load_corpus
+
+    digest = hashlib.sha256(collection.corpus_path.read_bytes()).hexdigest()[:16]
+    key = f"{collection.name}-{digest}-{'-'.join(fields)}{'-dense' if dense else ''}"
+    path = cache_root() / "eval-index" / key
+    if (path / "manifest.json").is_file():
+        return Index.load(path)
+    index = Index.build(load_corpus(collection.corpus_path, id_field="_id"), list(fields), dense=dense,
+                        progress=progress)
+    index.save(path)
+    return index
+
+
+def run_method(index: Any, collection: Collection, method: Method, *, window: int = 100, depth: int = 100,
+               ranker: Any = None, progress: Callable[[int], None] | None = None) -> MethodResult:
+    """Search every judged query with ``method`` and score the runs with ir-measures."""
+    from crossrank.retrieval import build_pipeline
+
+    if method.rerank and ranker is None:
+        raise InputError(f"{method.name} needs a ranker")
+    pipeline = build_pipeline(index, retrievers=list(method.retrievers), mmr_lambda=0.7 if method.mmr else None,
+                              ranker=ranker if method.rerank else None, depth=max(depth, window))
+    run: dict[str, dict[str, float]] = {}
+    stage_ms: dict[str, list[float]] = {}
+    fallbacks = 0
+    for qid, text in collection.queries.items():
+        t0 = time.perf_counter()
+        result = pipeline(text, top_k=depth, window=window if method.rerank else 0)
+        stage_ms.setdefault("wall", []).append((time.perf_counter() - t0) * 1000)
+        for stage, ms in result.timings_ms.items():
+            stage_ms.setdefault(stage, []).append(ms)
+        fallbacks += result.fallback is not None
+        # The run's scores only have to order: rank-derived scores keep the pipeline's order exactly.
+        run[qid] = {hit.id: float(depth - i) for i, hit in enumerate(result.hits)}
+        if progress:
+            progress(1)
+    latency = {stage: {"p50": float(np.percentile(v, 50)), "mean": float(np.mean(v))}
+               for stage, v in stage_ms.items()}
+    return MethodResult(method.name, collection.name, evaluate(run, collection.qrels),
+                        per_query(run, collection.qrels), latency, len(run), fallbacks)
