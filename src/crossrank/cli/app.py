@@ -102,9 +102,10 @@ def bench(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (one per layer) add themselves here."""
-    from crossrank.cli import batch
+    from crossrank.cli import batch, evaluate
 
     batch.register(app)
+    evaluate.register(app)
 
 
 _register_commands()

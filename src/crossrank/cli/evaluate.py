@@ -1,0 +1,128 @@
+"""``crossrank eval``: what each stage buys, on labelled data (BEIR layout)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crossrank.errors import CrossrankError
+
+DEFAULT_METHODS = "bm25,dense,hybrid,hybrid+rerank"
+
+
+def _collections(data_dir: Path) -> list[Path]:
+    """One collection, or every BEIR-layout collection directly under a directory of them."""
+    if (data_dir / "corpus.jsonl").is_file():
+        return [data_dir]
+    found = sorted(p for p in data_dir.iterdir() if (p / "corpus.jsonl").is_file()) if data_dir.is_dir() else []
+    if not found:
+        from crossrank.errors import InputError
+
+        raise InputError(f"{data_dir} is neither a BEIR-layout collection nor a directory of them")
+    return found
+
+
+def eval_command(
+    data_dir: Annotated[Path, typer.Argument(help="BEIR-layout collection (corpus.jsonl, queries.jsonl, qrels/) "
+                                                  "or a directory of them")],
+    split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
+    methods: Annotated[str, typer.Option(help="comma-separated: bm25, dense, hybrid, each with optional +mmr, "
+                                              "+rerank; 'default' is crossrank search's pipeline")] = DEFAULT_METHODS,
+    window: Annotated[int, typer.Option(help="documents the cross-encoder reranks")] = 100,
+    model: Annotated[str | None, typer.Option(help="cross-encoder for +rerank (hub id, dir, export, built-in)")
+                     ] = None,
+    fields: Annotated[str, typer.Option(help="document fields the stages read")] = "title,text",
+    per_query_out: Annotated[Path | None, typer.Option("--per-query", help="write per-query figures (JSONL)")
+                             ] = None,
+    compare: Annotated[tuple[str, str] | None, typer.Option(help="paired test of method A against B on NDCG@10")
+                       ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """NDCG@10, MRR@10 and Recall@100 per method, with per-query stage latency (ir-measures)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from crossrank.cli.app import _fail
+    from crossrank.eval import compare as compare_runs
+    from crossrank.eval import load_collection
+    from crossrank.eval.runner import index_for, parse_method, run_method
+
+    console = Console(stderr=True)
+    try:
+        parsed = [parse_method(m.strip()) for m in methods.split(",") if m.strip()]
+        if compare:
+            missing = [m for m in compare if m not in {p.name for p in parsed}]
+            parsed += [parse_method(m) for m in missing]
+        if not parsed:
+            raise typer.BadParameter("no method given")
+        ranker = None
+        if any(m.rerank for m in parsed):
+            from crossrank.retrieval import LocalRanker
+
+            ranker = LocalRanker(model)
+        results, comparisons = [], []
+        for path in _collections(data_dir):
+            collection = load_collection(path, split)
+            with Progress(console=console, transient=True, disable=as_json) as bar:
+                task = bar.add_task(f"{collection.name}: index", total=None)
+
+                def report(stage: str, done: int, total: int, task: int = task, name: str = collection.name
+                           ) -> None:
+                    bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
+
+                index = index_for(collection, fields.split(","), progress=report)
+                by_method = {}
+                for m in parsed:
+                    bar.update(task, description=f"{collection.name}: {m.name}", completed=0,
+                               total=len(collection.queries))
+                    by_method[m.name] = run_method(index, collection, m, window=window, ranker=ranker,
+                                                   progress=lambda n, task=task: bar.advance(task, n))
+            results.extend(by_method.values())
+            if compare:
+                a, b = compare
+                comparisons.append((collection.name, compare_runs(
+                    by_method[a].per_query["ndcg@10"], by_method[b].per_query["ndcg@10"], names=(a, b))))
+    except CrossrankError as exc:
+        _fail(exc)
+    if per_query_out:
+        with per_query_out.open("w") as fh:
+            for r in results:
+                for qid in r.per_query["ndcg@10"]:
+                    fh.write(json.dumps({"collection": r.collection, "method": r.method, "query": qid,
+                                         **{m: v[qid] for m, v in r.per_query.items()}}) + "\n")
+    if as_json:
+        payload: dict = {"results": [r.to_dict() for r in results]}
+        if comparisons:
+            payload["comparisons"] = [{"collection": c, **vars(cmp)} for c, cmp in comparisons]
+        typer.echo(json.dumps(payload))
+        return
+    _print_table(results, comparisons)
+
+
+def _print_table(results: list, comparisons: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="crossrank eval", show_lines=False)
+    for col in ("collection", "method", "NDCG@10", "MRR@10", "R@100", "first stage ms", "rerank ms", "total ms"):
+        table.add_column(col, justify="left" if col in ("collection", "method") else "right")
+    for r in results:
+        lat = r.latency_ms
+        table.add_row(r.collection, r.method, f"{r.measures['ndcg@10']:.3f}", f"{r.measures['mrr@10']:.3f}",
+                      f"{r.measures['recall@100']:.3f}", f"{lat.get('first_stage', {}).get('p50', 0):.1f}",
+                      f"{lat['rerank']['p50']:.1f}" if "rerank" in lat else "-",
+                      f"{lat.get('total', {}).get('p50', 0):.1f}")
+    console = Console()
+    console.print(table)
+    for name, c in comparisons:
+        verdict = "significant" if c.significant() else "not significant"
+        console.print(f"{name}: {c.a} vs {c.b} NDCG@10 {c.mean_a:.3f} vs {c.mean_b:.3f} "
+                      f"({c.relative:+.1%}), randomization p={c.p_randomization:.3f}, t-test p={c.p_ttest:.3f}: "
+                      f"{verdict} at 0.05 over {c.queries} queries")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
