@@ -100,6 +100,11 @@ def bench(
         _fail(exc)
 
 
+from crossrank.cli import retrieval as _retrieval  # noqa: E402 - commands register after the app exists
+
+_retrieval.register(app)
+
+
 def main() -> None:
     app()
 
