@@ -168,8 +168,10 @@ class Pipeline:
         """Search one query (a :class:`SearchResult`) or a list of queries (a list of them).
 
         ``window`` candidates go to the ranker (fewer if ``budget_ms`` says so: the window that fits
-        the budget left after the first stage, by the ranker's measured cost); ``min_score`` drops
-        reranked hits below it; ``depth`` is how many candidates each retriever reads.
+        the budget left after the first stage, by the ranker's measured cost); ``min_score`` keeps only
+        reranked hits scoring at least that (ignored when the ranker failed: first-stage scores are
+        on another scale); ``depth`` is how many candidates each retriever reads (default: its ``k``,
+        at least ``window`` and ``top_k``).
         """
         for name, value in (("top_k", top_k), ("window", window)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -184,13 +186,13 @@ class Pipeline:
 
     search = __call__
 
-    def _first_stage(self, query: str, depth: int, context: dict[str, Any]
+    def _first_stage(self, query: str, depth: int | None, needed: int, context: dict[str, Any]
                      ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[int, StageScore]]]:
         traces: dict[str, dict[int, StageScore]] = {}
         retrievers = self.first.retrievers if isinstance(self.first, Fusion) else [self.first]
         rankings = {}
         for r in retrievers:
-            positions, scores = r.retrieve(query, max(depth, 1) if depth else r.k, context)
+            positions, scores = r.retrieve(query, max(depth or r.k, needed, 1), context)
             rankings[r.name] = positions
             traces[r.name] = {int(p): StageScore(i + 1, float(s)) for i, (p, s) in
                               enumerate(zip(positions, scores, strict=True))}
@@ -212,8 +214,7 @@ class Pipeline:
         query = query_text(query)
         context: dict[str, Any] = {}
         timings: dict[str, float] = {}
-        depth = depth or max(DEFAULT_DEPTH, window, top_k)
-        candidates, first_scores, traces = self._first_stage(query, depth, context)
+        candidates, first_scores, traces = self._first_stage(query, depth, max(window, top_k), context)
         timings["first_stage"] = _ms(started)
         base_score = dict(zip(candidates.tolist(), first_scores.tolist(), strict=True))
         method = self.method
