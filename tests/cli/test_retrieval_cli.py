@@ -75,3 +75,22 @@ def test_index_csv_bm25_only_then_search_in_a_subprocess(tmp_path):
     bad = subprocess.run([*cli, "search", str(tmp_path / "nope"), "q"], capture_output=True, text=True,
                          timeout=120, env=env)
     assert bad.returncode == 2 and "error:" in bad.stderr
+
+
+def test_unreachable_remote_ranker_still_answers(movies_index):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--remote", "http://127.0.0.1:9",
+                                 "--timeout", "0.3", "--retries", "0", "--json", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "bm25+dense/rrf" and "kept first-stage order" in data["fallback"]
+    assert len(data["hits"]) == 3
+
+
+def test_budget_and_cascade_flags(movies_index, tiny_model):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--model", str(tiny_model), "--cascade-model",
+                                 str(tiny_model), "--cascade-keep", "3", "--window", "10", "--budget-ms", "60000",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "bm25+dense/rrf+cascade" and data["window"] == 10
+    assert sum("rerank" in h["stages"] for h in data["hits"]) == 3

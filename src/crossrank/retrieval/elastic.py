@@ -55,7 +55,8 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
         out["_crossrank"] = {"method": "engine", "fallback": reason}
         return out
     ordered = ranking.order.tolist()
-    unranked = [i for i in range(n) if i not in set(ordered)]
+    seen = set(ordered)
+    unranked = [i for i in range(n) if i not in seen]
     for rerank_rank, (i, score) in enumerate(zip(ordered, ranking.scores.tolist(), strict=True), 1):
         hit = hits[i]
         hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get("_score"),

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from crossrank.engine.documents import query_text
-from crossrank.errors import InputError
+from crossrank.errors import BackendError, InputError
 from crossrank.retrieval.corpus import Corpus
 from crossrank.retrieval.fusion import RRF_K, mmr, reciprocal_rank_fusion
 from crossrank.retrieval.index import Index
-from crossrank.retrieval.rankers import Ranker, RankerUnavailable, window_for_budget
+from crossrank.retrieval.rankers import Ranker, window_for_budget
 from crossrank.retrieval.results import Hit, SearchResult, StageScore
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class Pipeline:
             t0 = time.perf_counter()
             try:
                 ranking = self.ranker.rank(query, texts) if used_window else None
-            except RankerUnavailable as exc:
+            except BackendError as exc:  # RankerUnavailable, or the local engine failing on a batch
                 ranking, fallback = None, f"{self.ranker.name} failed, kept first-stage order: {exc}"
                 log.warning("search %r: %s", query[:80], fallback)
                 method = method.rsplit("+", 1)[0]

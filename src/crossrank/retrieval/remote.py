@@ -73,7 +73,7 @@ class RemoteRanker:
         try:
             import httpx
         except ImportError as exc:
-            raise MissingDependencyError("remote rankers", "server", "httpx") from exc
+            raise MissingDependencyError("remote rankers", "retrieval", "httpx") from exc
         if dialect not in DIALECTS:
             raise InputError(f"unknown ranker dialect {dialect!r}; expected one of {sorted(DIALECTS)}")
         if retries < 0 or timeout <= 0:
