@@ -22,9 +22,19 @@ def test_embeddings_equal_sentence_transformers():
     ours = encoder.embed(TEXTS)
     assert ours.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert encoder.backend == "onnx"
     calls = []
     encoder.embed(TEXTS, progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (len(TEXTS), len(TEXTS)) and len(calls) == 3
+    fallback = BiEncoder(backend="sentence-transformers", batch_size=2)
+    np.testing.assert_allclose(fallback.embed(TEXTS), reference, atol=1e-6)
+
+
+def test_unknown_backend():
+    from crossrank.errors import InputError
+
+    with pytest.raises(InputError, match="backend"):
+        BiEncoder(backend="tensorflow")
 
 
 def _random_unit(n, dim, seed=0):

@@ -42,6 +42,7 @@ DEFAULT_BI_ENCODER = "all-MiniLM-L6-v2"
 ANN_THRESHOLD = 20_000
 #: Bumped when the exported graph changes (v2: fused attention), so old cache entries are not reused.
 EXPORT_VERSION = 2
+BACKENDS = ("auto", "onnx", "sentence-transformers")
 Progress = Callable[[int, int], None]
 
 
@@ -152,23 +153,53 @@ def _fuse(source: ModelDir, path: Path) -> None:
 class BiEncoder:
     """Embeds queries and documents: unit-length (when the model normalizes) float32 vectors.
 
+    ``backend="auto"`` runs the exported ONNX graph and falls back to sentence-transformers (with a
+    warning) when the checkpoint cannot be exported; ``"onnx"`` or ``"sentence-transformers"`` force one.
+
     ``embed`` sorts texts by length and pads per batch, so a corpus of mixed lengths costs what its
     tokens cost; the caller's order is restored.
     """
 
     def __init__(self, model: str | None = None, *, threads: int | None = None, batch_size: int = 64,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise InputError(f"unknown bi-encoder backend {backend!r}; expected one of {BACKENDS}")
+        source = _source(model)
+        self.model_name = DEFAULT_BI_ENCODER if model is None else str(model)
+        self.pooling, self.normalize, st_max = _pooling(source.path)
+        self.max_length = max_length or st_max or 256
+        self.batch_size = batch_size
+        self.dim = int(source.config.get("hidden_size", 0)) or None
+        self._st: Any = None
+        if backend != "sentence-transformers":
+            try:
+                self._open_onnx(export_bi_encoder(source), threads)
+                self.backend = "onnx"
+                return
+            except (ModelLoadError, MissingDependencyError) as exc:
+                if backend == "onnx":
+                    raise
+                log.warning("bi-encoder %s: ONNX path unavailable (%s); using sentence-transformers", source.name, exc)
+                onnx_error: Exception | None = exc
+        else:
+            onnx_error = None
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            if onnx_error is not None:
+                raise onnx_error from exc
+            raise MissingDependencyError("the sentence-transformers bi-encoder backend", "bench",
+                                         "sentence-transformers") from exc
+        self._st = SentenceTransformer(str(source.path), device="cpu")
+        self._st.max_seq_length = self.max_length
+        self.backend = "sentence-transformers"
+
+    def _open_onnx(self, exported: Path, threads: int | None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         from crossrank.engine.encoder import default_threads
 
-        source = _source(model)
-        self.model_name = DEFAULT_BI_ENCODER if model is None else str(model)
-        exported = export_bi_encoder(source)
-        self.pooling, self.normalize, st_max = _pooling(source.path)
-        self.max_length = max_length or st_max or 256
-        self.batch_size = batch_size
         self.tokenizer = Tokenizer.from_file(str(exported / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_length)
         opts = ort.SessionOptions()
@@ -180,11 +211,12 @@ class BiEncoder:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(exported / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
-        self.dim = int(source.config.get("hidden_size", 0)) or None
 
     def embed(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         if isinstance(texts, str):
             raise InputError("embed() takes a list of texts")
+        if self._st is not None:
+            return self._embed_st(list(texts), progress)
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")
@@ -210,6 +242,16 @@ class BiEncoder:
             if progress:
                 progress(min(start + len(rows), len(order)), len(order))
         return out if out is not None else np.zeros((0, self.dim or 0), dtype=np.float32)
+
+    def _embed_st(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+        chunk = self.batch_size * 8
+        parts = []
+        for start in range(0, len(texts), chunk):
+            parts.append(self._st.encode(texts[start:start + chunk], batch_size=self.batch_size,
+                                         convert_to_numpy=True, show_progress_bar=False).astype(np.float32))
+            if progress:
+                progress(min(start + chunk, len(texts)), len(texts))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim or 0), dtype=np.float32)
 
     def _pool(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.pooling == "cls":
