@@ -16,6 +16,19 @@ from crossrank.errors import (
 
 __version__ = "0.1.0"
 
+#: The retrieval pipeline, importable from the top (``from crossrank import Index, BM25``) but loaded
+#: only when touched, so ``import crossrank`` stays quick and free of bm25s, usearch and torch.
+_RETRIEVAL = ("BM25", "Dense", "MMR", "Index", "Pipeline", "SearchResult", "Hit", "LocalRanker",
+              "CascadeRanker", "RemoteRanker", "build_pipeline", "load_corpus", "rerank_search_response")
+
+
+def __getattr__(name: str) -> object:
+    if name in _RETRIEVAL:
+        import crossrank.retrieval
+
+        return getattr(crossrank.retrieval, name)
+    raise AttributeError(f"module 'crossrank' has no attribute {name!r}")
+
 __all__ = [
     "BackendError",
     "CrossEncoder",
@@ -26,4 +39,5 @@ __all__ = [
     "RankedDocument",
     "ScoreStats",
     "__version__",
+    *_RETRIEVAL,
 ]

@@ -102,8 +102,9 @@ def bench(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (one per layer) add themselves here."""
-    from crossrank.cli import batch, evaluate
+    from crossrank.cli import batch, evaluate, retrieval
 
+    retrieval.register(app)
     batch.register(app)
     evaluate.register(app)
 

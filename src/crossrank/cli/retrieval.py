@@ -1,0 +1,177 @@
+"""``crossrank index`` and ``crossrank search``: the retrieval pipeline from the command line.
+
+Commands only parse flags, call the library and print; ``register(app)`` adds them to the main app.
+Exit codes: 0 ok, 2 for anything the user can fix (bad input, missing file, unknown model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from crossrank.errors import CrossrankError
+
+if TYPE_CHECKING:
+    from crossrank.retrieval.results import SearchResult
+
+SAMPLE = "sample"
+
+
+def _fail(exc: CrossrankError | str) -> NoReturn:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _fields(value: str | None) -> list[str] | None:
+    return [f.strip() for f in value.split(",") if f.strip()] if value else None
+
+
+def _weights(value: str | None) -> dict[str, float] | None:
+    if not value:
+        return None
+    out = {}
+    for part in value.split(","):
+        name, _, weight = part.partition("=")
+        try:
+            out[name.strip()] = float(weight)
+        except ValueError:
+            _fail(f"--weights takes name=number pairs like bm25=1,dense=0.5; got {part!r}")
+    return out
+
+
+def index(
+    corpus: Annotated[str, typer.Argument(help=f"JSONL, CSV or Parquet file; '{SAMPLE}' for the bundled movies")],
+    out: Annotated[Path, typer.Option(help="index directory to write")],
+    fields: Annotated[str, typer.Option(help="comma-separated text fields to index")] = "title,text",
+    id_field: Annotated[str | None, typer.Option(help="id column (default: id, _id, docid or doc_id)")] = None,
+    bm25: Annotated[bool, typer.Option(help="build the BM25 index")] = True,
+    dense: Annotated[bool, typer.Option(help="build the dense index")] = True,
+    dense_model: Annotated[str | None, typer.Option(help="sentence-transformers bi-encoder (default MiniLM-L6)")]
+    = None,
+    stopwords: Annotated[str, typer.Option(help="stopword list for BM25: en, or none")] = "en",
+    stemmer: Annotated[str, typer.Option(help="Snowball stemmer language for BM25, or none")] = "english",
+    ann: Annotated[bool | None, typer.Option("--ann/--exact", help="force HNSW on or off (default: by size)")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+) -> None:
+    """Index a corpus for `crossrank search` (BM25 + dense vectors), with a progress bar."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from crossrank.retrieval import BM25Config, Index, load_corpus, sample_corpus_path
+
+    path = sample_corpus_path() if corpus == SAMPLE and not Path(corpus).exists() else Path(corpus)
+    try:
+        docs = load_corpus(path, id_field=id_field)
+        config = BM25Config(stopwords=None if stopwords == "none" else stopwords,
+                            stemmer=None if stemmer == "none" else stemmer)
+        console = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=as_json, disable=not console.is_terminal and as_json) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task({"bm25": "BM25 index", "embed": "embedding"}[stage], total=total)
+                bar.update(tasks[stage], completed=done)
+
+            built = Index.build(docs, _fields(fields) or ["title", "text"], bm25=config if bm25 else False,
+                                dense=(dense_model or True) if dense else False, ann=ann, progress=progress)
+            saved = built.save(out)
+    except CrossrankError as exc:
+        _fail(exc)
+    summary = {"index": str(saved), "documents": len(built), "fields": built.fields, "bm25": built.bm25 is not None,
+               "dense": built.dense_model, "ann": bool(built.vectors and built.vectors.ann),
+               "build_s": {k: round(v, 3) for k, v in built.build_s.items()}}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"indexed {len(built)} documents ({', '.join(built.fields)}) into {saved}")
+
+
+def search(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="directory written by `crossrank index`")],
+    query: Annotated[str, typer.Argument(help="the query")],
+    top_k: Annotated[int, typer.Option("--top-k", help="hits to return")] = 10,
+    window: Annotated[int, typer.Option(help="first-stage candidates the cross-encoder reranks")] = 25,
+    model: Annotated[str | None, typer.Option(help="cross-encoder (hub id, dir, export, built-in)")] = None,
+    rerank: Annotated[bool, typer.Option(help="rerank with a cross-encoder (--no-rerank: first stage only)")]
+    = True,
+    retrievers: Annotated[str | None, typer.Option(help="bm25,dense (default: all the index has)")] = None,
+    rrf_k: Annotated[int, typer.Option(help="RRF constant k")] = 60,
+    weights: Annotated[str | None, typer.Option(help="RRF weights, e.g. bm25=1,dense=0.5")] = None,
+    mmr: Annotated[float | None, typer.Option(help="MMR lambda (1 = relevance only); off by default")] = None,
+    min_score: Annotated[float | None, typer.Option(help="drop reranked hits scoring below this")] = None,
+    budget_ms: Annotated[float | None, typer.Option(help="latency budget: shrink the window to fit it")] = None,
+    cascade_model: Annotated[str | None, typer.Option(help="a larger cross-encoder for the survivors of --model")]
+    = None,
+    cascade_keep: Annotated[int, typer.Option(help="survivors of the cascade's first ranker")] = 10,
+    remote: Annotated[str | None, typer.Option(help="URL of a remote ranker instead of the local engine")] = None,
+    dialect: Annotated[str, typer.Option(help="remote API: cohere, tei or plain")] = "cohere",
+    api_key: Annotated[str | None, typer.Option(envvar="CROSSRANK_API_KEY", help="remote API key")] = None,
+    timeout: Annotated[float, typer.Option(help="remote timeout, seconds")] = 2.0,
+    retries: Annotated[int, typer.Option(help="remote retries")] = 1,
+    on: Annotated[str | None, typer.Option(help="fields the ranker reads (default: the indexed fields)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Search an index: BM25 + dense, RRF, optional MMR, cross-encoder rerank of the top WINDOW."""
+    from crossrank.retrieval import CascadeRanker, Index, LocalRanker, RemoteRanker, build_pipeline
+
+    try:
+        idx = Index.load(index_dir)
+        ranker: Any = None
+        if remote:
+            ranker = RemoteRanker(remote, dialect=dialect, model=model, api_key=api_key, timeout=timeout,
+                                  retries=retries)
+        elif rerank:
+            ranker = LocalRanker(model)
+            if ranker.encoder.model_name == "minilm-l6-untrained" and not as_json:
+                typer.echo("note: the built-in minilm-l6-untrained has a random head, so its rerank scores "
+                           "are not relevance; pass --model with a trained cross-encoder or --no-rerank", err=True)
+            if cascade_model:
+                ranker = CascadeRanker(ranker, LocalRanker(cascade_model), keep=cascade_keep)
+        pipeline = build_pipeline(idx, retrievers=_fields(retrievers), rrf_k=rrf_k, weights=_weights(weights),
+                                  mmr_lambda=mmr, ranker=ranker, on=_fields(on))
+        result = pipeline(query, top_k=top_k, window=window, budget_ms=budget_ms, min_score=min_score)
+    except CrossrankError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+    else:
+        _print_result(result)
+
+
+def _print_result(result: SearchResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
+    console.print(f"[bold]{result.method}[/bold]  window {result.window}  ({timings})")
+    if result.fallback:
+        console.print(f"[yellow]fallback:[/yellow] {result.fallback}")
+    table = Table(show_lines=False)
+    for column in ("#", "title", "rerank", "rrf", "bm25 #", "dense #", "snippet"):
+        table.add_column(column, overflow="fold", justify="right" if column not in ("title", "snippet") else "left")
+
+    def fmt(value: float | int | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for hit in result.hits:
+        doc = hit.document
+        title = str(doc.get("title") or hit.id)
+        text = str(doc.get("text") or "")
+        table.add_row(str(hit.rank), title[:40], fmt(hit.stage_score("rerank"), ".4f"),
+                      fmt(hit.stage_score("rrf"), ".4f"),
+                      fmt(hit.stage_rank("bm25"), "d"), fmt(hit.stage_rank("dense"), "d"),
+                      text[:80] + ("…" if len(text) > 80 else ""))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the retrieval commands to the crossrank app."""
+    app.command("index")(index)
+    app.command("search")(search)

@@ -1,0 +1,191 @@
+"""Loading a corpus (JSONL, CSV, Parquet, or records in memory) and checking it before indexing.
+
+Every problem a user can fix (no id, a duplicate id, a field nobody has, an empty file) is an
+:class:`~crossrank.errors.InputError` that names the file, the line or record and the field, so
+indexing fails in the first second and not after an hour of embedding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crossrank.engine.documents import clean_text
+from crossrank.errors import InputError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+#: id columns tried in order when the caller does not name one (BEIR uses ``_id``).
+ID_FIELDS = ("id", "_id", "docid", "doc_id")
+FORMATS = ("jsonl", "csv", "parquet")
+
+
+@dataclass
+class Corpus:
+    """Documents with unique string ids, in a fixed order: position ``i`` is document ``i`` in every index."""
+
+    ids: list[str]
+    documents: list[dict[str, Any]]
+    id_field: str = "id"
+    source: str = "<memory>"
+    _positions: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            raise InputError(f"corpus {self.source} is empty: there is nothing to index")
+        if len(self.ids) != len(self.documents):
+            raise InputError(f"corpus {self.source}: {len(self.ids)} ids for {len(self.documents)} documents")
+        positions: dict[str, int] = {}
+        for i, doc_id in enumerate(self.ids):
+            first = positions.setdefault(doc_id, i)
+            if first != i:
+                raise InputError(
+                    f"corpus {self.source}: duplicate id {doc_id!r} (records {first + 1} and {i + 1})"
+                )
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self, doc_id: str) -> int:
+        """Where a document sits in the corpus (and in every index built from it)."""
+        try:
+            return self._positions[doc_id]
+        except KeyError:
+            raise InputError(f"corpus {self.source} has no document with id {doc_id!r}") from None
+
+    @property
+    def fields(self) -> list[str]:
+        """Fields present in at least one document (the id field excluded), in first-seen order."""
+        seen: dict[str, None] = {}
+        for doc in self.documents:
+            seen.update(dict.fromkeys(doc))
+        seen.pop(self.id_field, None)
+        return list(seen)
+
+    def check_fields(self, on: Sequence[str]) -> None:
+        """Fail early if a selected field exists in no document (a typo, or the wrong file).
+
+        A document that merely lacks the fields (real collections have a few empty records) is
+        indexed with an empty text and a warning, not refused.
+        """
+        if not on:
+            raise InputError("on= names no fields")
+        known = set(self.fields)
+        missing = [f for f in on if f not in known]
+        if missing:
+            raise InputError(
+                f"corpus {self.source} has no field {missing[0]!r} (fields: {', '.join(self.fields) or 'none'})"
+            )
+        empty = [self.ids[i] for i, doc in enumerate(self.documents) if not any(_present(doc.get(f)) for f in on)]
+        if empty:
+            log.warning("corpus %s: %d documents have none of the fields %s (e.g. %r); they get an empty text",
+                        self.source, len(empty), list(on), empty[0])
+
+    def texts(self, on: Sequence[str]) -> list[str]:
+        """The text each stage reads: the ``on`` fields of each document, joined by newlines."""
+        self.check_fields(on)
+        out = []
+        for i, doc in enumerate(self.documents):
+            parts = [clean_text(v if isinstance(v, str) else str(v), f"document {self.ids[i]!r}[{f!r}]")
+                     for f in on if _present(v := doc.get(f))]
+            out.append("\n".join(parts))
+        return out
+
+    def text_at(self, position: int, on: Sequence[str]) -> str:
+        """One document's text for ``on`` (fields it lacks are skipped); no per-corpus check, for hot paths."""
+        doc = self.documents[position]
+        return "\n".join(v if isinstance(v, str) else str(v) for f in on if _present(v := doc.get(f)))
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]], *, id_field: str | None = None,
+                     source: str = "<memory>") -> Corpus:
+        """A corpus from dicts; ids are read from ``id_field`` (or the first of id, _id, docid, doc_id)."""
+        ids: list[str] = []
+        docs: list[dict[str, Any]] = []
+        for i, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise InputError(f"corpus {source}: record {i + 1} is a {type(record).__name__}, not an object")
+            if id_field is None:
+                id_field = next((f for f in ID_FIELDS if f in record), None)
+                if id_field is None:
+                    raise InputError(
+                        f"corpus {source}: record {i + 1} has no id field (tried {', '.join(ID_FIELDS)}); "
+                        "name it with id_field= / --id-field"
+                    )
+            value = record.get(id_field)
+            if not _present(value):
+                raise InputError(f"corpus {source}: record {i + 1} has no {id_field!r}")
+            ids.append(str(value))
+            docs.append(dict(record))
+        return cls(ids, docs, id_field=id_field or "id", source=source)
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and value != value:  # NaN: pandas/parquet's missing value
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if ".csv" in suffixes or ".tsv" in suffixes:
+        return "csv"
+    if ".jsonl" in suffixes or ".json" in suffixes or ".ndjson" in suffixes:
+        return "jsonl"
+    raise InputError(f"cannot tell the format of {path} from its name; expected .jsonl, .csv or .parquet")
+
+
+def load_corpus(path: str | os.PathLike[str], *, id_field: str | None = None, format: str | None = None) -> Corpus:
+    """Read a corpus file: JSONL (one object per line), CSV/TSV with a header, or Parquet."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"corpus file {p} does not exist")
+    fmt = format or detect_format(p)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown corpus format {fmt!r}; expected one of {FORMATS}")
+    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}[fmt]
+    return Corpus.from_records(reader(p), id_field=id_field, source=str(p))
+
+
+def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{n} is not valid JSON ({exc.msg})") from exc
+
+
+def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        if not reader.fieldnames:
+            return
+        for row in reader:
+            yield {k: v for k, v in row.items() if k is not None}
+
+
+def _read_parquet(path: Path) -> Iterable[dict[str, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MissingDependencyError("reading Parquet corpora", "retrieval", "pyarrow") from exc
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several untyped errors for bad files
+        raise InputError(f"{path} is not a readable Parquet file: {exc}") from exc
+    yield from table.to_pylist()

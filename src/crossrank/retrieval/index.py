@@ -1,0 +1,157 @@
+"""The search index on disk: the corpus, a BM25 index and a dense vector index, with a manifest.
+
+A directory, so each part stays in its own library's format (bm25s's files, a ``.npy`` matrix,
+a usearch graph) and ``manifest.json`` says how they were built: which fields were indexed, the
+tokenizer settings, the bi-encoder. Loading checks the manifest so an index built with one
+bi-encoder is never queried with another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.errors import InputError
+from crossrank.retrieval.bm25 import BM25Config, BM25Index
+from crossrank.retrieval.corpus import Corpus
+from crossrank.retrieval.dense import DEFAULT_BI_ENCODER, BiEncoder, VectorIndex
+
+INDEX_FORMAT = 1
+MANIFEST = "manifest.json"
+#: progress(stage, done, total): stage is "bm25" or "embed"
+IndexProgress = Callable[[str, int, int], None]
+
+
+class Index:
+    """A corpus with the first-stage indexes built over its ``fields``.
+
+    Build with :meth:`build`, persist with :meth:`save`, reopen with :meth:`load`. ``bm25`` and
+    ``vectors`` are ``None`` when that retriever was not built.
+    """
+
+    def __init__(self, corpus: Corpus, fields: Sequence[str], *, bm25: BM25Index | None = None,
+                 vectors: VectorIndex | None = None, dense_model: str | None = None) -> None:
+        self.corpus = corpus
+        self.fields = list(fields)
+        self.bm25 = bm25
+        self.vectors = vectors
+        self.dense_model = dense_model
+        self._encoder: BiEncoder | None = None
+        self.build_s: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def __repr__(self) -> str:
+        parts = [f"{len(self)} docs", f"fields={self.fields}"]
+        parts += ["bm25"] if self.bm25 else []
+        parts += [f"dense={self.dense_model} ({'ann' if self.vectors.ann else 'exact'})"] if self.vectors else []
+        return f"Index({', '.join(parts)})"
+
+    @property
+    def encoder(self) -> BiEncoder:
+        """The bi-encoder the vectors were made with (loaded on first use)."""
+        if self.vectors is None:
+            raise InputError("this index has no dense vectors; build it with dense=True")
+        if self._encoder is None:
+            self._encoder = BiEncoder(None if self.dense_model == DEFAULT_BI_ENCODER else self.dense_model)
+        return self._encoder
+
+    @classmethod
+    def build(cls, corpus: Corpus, fields: Sequence[str] = ("title", "text"), *,
+              bm25: bool | BM25Config = True, dense: bool | str = True, ann: bool | None = None,
+              encoder: BiEncoder | None = None, progress: IndexProgress | None = None) -> Index:
+        """Index ``corpus`` over ``fields``: BM25 (a :class:`BM25Config` sets tokenization) and/or dense.
+
+        ``dense`` is ``True`` for the default bi-encoder or a sentence-transformers model name;
+        ``ann`` forces the usearch graph on or off (default: on above 20,000 documents).
+        """
+        if not bm25 and not dense:
+            raise InputError("an index needs at least one of bm25 and dense")
+        texts = corpus.texts(fields)
+        index = cls(corpus, fields)
+        if bm25:
+            t0 = time.perf_counter()
+            config = bm25 if isinstance(bm25, BM25Config) else BM25Config()
+            index.bm25 = BM25Index(config).build(texts)
+            index.build_s["bm25"] = time.perf_counter() - t0
+            if progress:
+                progress("bm25", len(texts), len(texts))
+        if dense:
+            t0 = time.perf_counter()
+            model = None if dense is True else str(dense)
+            index._encoder = encoder or BiEncoder(model)
+            index.dense_model = index._encoder.model_name
+            report = (lambda done, total: progress("embed", done, total)) if progress else None
+            vectors = index._encoder.embed(texts, progress=report)
+            index.build_s["embed"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            index.vectors = VectorIndex(vectors, ann=ann)
+            index.build_s["vector_index"] = time.perf_counter() - t1
+        return index
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to a directory (replacing an index already there, never other files)."""
+        out = Path(path)
+        if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
+            raise InputError(f"{out} exists and is not a crossrank index; refusing to overwrite it")
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as fh:
+            for doc in self.corpus.documents:
+                fh.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+        if self.bm25:
+            self.bm25.save(tmp / "bm25")
+        if self.vectors is not None:
+            self.vectors.save(tmp / "dense")
+        manifest = {
+            "format": INDEX_FORMAT,
+            "documents": len(self.corpus),
+            "id_field": self.corpus.id_field,
+            "fields": self.fields,
+            "source": self.corpus.source,
+            "bm25": asdict(self.bm25.config) if self.bm25 else None,
+            "dense": None if self.vectors is None else {
+                "model": self.dense_model, "dim": int(self.vectors.vectors.shape[1]), "ann": self.vectors.ann},
+            "build_s": {k: round(v, 3) for k, v in self.build_s.items()},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Index:
+        root = Path(path)
+        manifest_file = root / MANIFEST
+        if not manifest_file.exists():
+            raise InputError(f"{root} is not a crossrank index (no {MANIFEST}); build one with `crossrank index`")
+        try:
+            manifest: dict[str, Any] = json.loads(manifest_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{manifest_file} is not valid JSON: {exc}") from exc
+        if manifest.get("format") != INDEX_FORMAT:
+            raise InputError(f"{root} has index format {manifest.get('format')!r}; this crossrank reads {INDEX_FORMAT}")
+        with (root / "corpus.jsonl").open(encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+        corpus = Corpus.from_records(records, id_field=manifest["id_field"], source=manifest.get("source", str(root)))
+        bm25 = BM25Index.load(root / "bm25") if manifest.get("bm25") else None
+        dense = manifest.get("dense")
+        vectors = VectorIndex.load(root / "dense", ann=bool(dense["ann"])) if dense else None
+        if vectors is not None and len(vectors) != len(corpus):
+            raise InputError(f"{root}: {len(vectors)} vectors for {len(corpus)} documents; rebuild the index")
+        return cls(corpus, manifest["fields"], bm25=bm25, vectors=vectors,
+                   dense_model=dense["model"] if dense else None)
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.encoder.embed([query])[0]

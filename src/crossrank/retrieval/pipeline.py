@@ -1,0 +1,299 @@
+"""Composing the stages, Cherche-style: ``search = (BM25(index) | Dense(index)) + MMR(0.7) + ranker``.
+
+``|`` fuses retrievers with Reciprocal Rank Fusion, ``+`` appends a stage: MMR diversification, a
+corpus whose documents the hits should carry, a ranker (local engine, cascade or remote). The
+result is a :class:`Pipeline`, callable on one query or a list of queries. A failing ranker never
+fails the search: the hits keep the first-stage order and the result says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from crossrank.engine.documents import query_text
+from crossrank.errors import BackendError, InputError
+from crossrank.retrieval.corpus import Corpus
+from crossrank.retrieval.fusion import RRF_K, mmr, reciprocal_rank_fusion
+from crossrank.retrieval.index import Index
+from crossrank.retrieval.rankers import Ranker, window_for_budget
+from crossrank.retrieval.results import Hit, SearchResult, StageScore
+
+log = logging.getLogger(__name__)
+
+#: How deep each retriever reads by default; RRF needs more than the window to fuse well.
+DEFAULT_DEPTH = 100
+
+
+class _Composable:
+    def __add__(self, other: Any) -> Pipeline:
+        return Pipeline(self) + other  # type: ignore[arg-type]
+
+
+class Retriever(_Composable):
+    """A first stage over an :class:`Index`. ``|`` with another retriever gives their RRF fusion."""
+
+    name = "retriever"
+
+    def __init__(self, index: Index, *, k: int = DEFAULT_DEPTH) -> None:
+        self.index = index
+        self.k = k
+
+    def __or__(self, other: Retriever | Fusion) -> Fusion:
+        others = other.retrievers if isinstance(other, Fusion) else [other]
+        return Fusion([self, *others])
+
+    def retrieve(self, query: str, k: int, context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class BM25(Retriever):
+    """BM25 over the index's fields (bm25s)."""
+
+    name = "bm25"
+
+    def __init__(self, index: Index, *, k: int = DEFAULT_DEPTH) -> None:
+        if index.bm25 is None:
+            raise InputError("this index has no BM25 part; build it with bm25=True")
+        super().__init__(index, k=k)
+
+    def retrieve(self, query: str, k: int, context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.bm25.search(query, k)  # type: ignore[union-attr]
+
+
+class Dense(Retriever):
+    """Nearest neighbours of the query's embedding (exact or HNSW, as the index was built)."""
+
+    name = "dense"
+
+    def __init__(self, index: Index, *, k: int = DEFAULT_DEPTH) -> None:
+        if index.vectors is None:
+            raise InputError("this index has no dense part; build it with dense=True")
+        super().__init__(index, k=k)
+
+    def retrieve(self, query: str, k: int, context: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        vector = _query_vector(self.index, query, context)
+        return self.index.vectors.search(vector, k)  # type: ignore[union-attr]
+
+
+def _query_vector(index: Index, query: str, context: dict[str, Any]) -> np.ndarray:
+    if "query_vector" not in context:
+        context["query_vector"] = index.embed_query(query)
+    return context["query_vector"]
+
+
+class Fusion(_Composable):
+    """Reciprocal Rank Fusion of retrievers; ``weights`` by retriever name (``bm25``, ``dense``)."""
+
+    name = "rrf"
+
+    def __init__(self, retrievers: Sequence[Retriever], *, k: int = RRF_K,
+                 weights: Mapping[str, float] | None = None) -> None:
+        names = [r.name for r in retrievers]
+        if len(set(names)) != len(names):
+            raise InputError(f"fused retrievers need distinct names, got {names}")
+        if len({id(r.index) for r in retrievers}) != 1:
+            raise InputError("fused retrievers must search the same index")
+        self.retrievers = list(retrievers)
+        self.k = k
+        self.weights = dict(weights or {})
+        self.index = retrievers[0].index
+
+    def __or__(self, other: Retriever | Fusion) -> Fusion:
+        others = other.retrievers if isinstance(other, Fusion) else [other]
+        return Fusion([*self.retrievers, *others], k=self.k, weights=self.weights)
+
+
+class MMR:
+    """Diversify the candidates before reranking: ``lambda_=1`` is pure relevance, ``0`` pure novelty.
+
+    Relevance is the first-stage score scaled to [0, 1] (so MMR respects BM25 in a hybrid), novelty
+    the cosine similarity between document vectors; the index needs its dense part.
+    """
+
+    name = "mmr"
+
+    def __init__(self, lambda_: float = 0.7) -> None:
+        if not 0.0 <= lambda_ <= 1.0:
+            raise InputError(f"MMR lambda must be in [0, 1], got {lambda_}")
+        self.lambda_ = lambda_
+
+
+class Pipeline:
+    """The stages of a search, in order: first stage, optional MMR, optional documents, optional ranker."""
+
+    def __init__(self, first: Retriever | Fusion, *, mmr: MMR | None = None, documents: Corpus | None = None,
+                 ranker: Ranker | None = None, on: Sequence[str] | None = None) -> None:
+        if not isinstance(first, (Retriever, Fusion)):
+            raise InputError(f"a pipeline starts with a retriever, got {type(first).__name__}")
+        self.first = first
+        self.index: Index = first.index
+        self.mmr = mmr
+        self.documents = documents
+        self.ranker = ranker
+        self.on = list(on) if on else list(self.index.fields)
+
+    def __add__(self, stage: Any) -> Pipeline:
+        new = Pipeline(self.first, mmr=self.mmr, documents=self.documents, ranker=self.ranker, on=self.on)
+        if isinstance(stage, MMR):
+            if self.index.vectors is None:
+                raise InputError("MMR needs document vectors: build the index with dense=True")
+            new.mmr = stage
+        elif isinstance(stage, Corpus):
+            if len(stage) != len(self.index):
+                raise InputError(f"documents have {len(stage)} entries for an index of {len(self.index)}")
+            new.documents = stage
+        elif isinstance(stage, Ranker):
+            if self.ranker is not None:
+                raise InputError("the pipeline already has a ranker; use CascadeRanker to chain two")
+            new.ranker = stage
+        else:
+            raise InputError(f"cannot add a {type(stage).__name__} to a pipeline")
+        return new
+
+    @property
+    def method(self) -> str:
+        retrievers = self.first.retrievers if isinstance(self.first, Fusion) else [self.first]
+        name = "+".join(r.name for r in retrievers) + ("/rrf" if isinstance(self.first, Fusion) else "")
+        name += "+mmr" if self.mmr else ""
+        return name + (f"+{self.ranker.name}" if self.ranker else "")
+
+    def __call__(self, query: str | Sequence[str], *, top_k: int = 10, window: int = 25,
+                 budget_ms: float | None = None, min_score: float | None = None,
+                 depth: int | None = None) -> SearchResult | list[SearchResult]:
+        """Search one query (a :class:`SearchResult`) or a list of queries (a list of them).
+
+        ``window`` candidates go to the ranker (fewer if ``budget_ms`` says so: the window that fits
+        the budget left after the first stage, by the ranker's measured cost); ``min_score`` keeps only
+        reranked hits scoring at least that (ignored when the ranker failed: first-stage scores are
+        on another scale); ``depth`` is how many candidates each retriever reads (default: its ``k``,
+        at least ``window`` and ``top_k``).
+        """
+        for name, value in (("top_k", top_k), ("window", window)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+        if budget_ms is not None and budget_ms <= 0:
+            raise InputError(f"budget_ms must be positive, got {budget_ms}")
+        if isinstance(query, str):
+            return self._search(query, top_k, window, budget_ms, min_score, depth)
+        if not isinstance(query, Sequence):
+            raise InputError(f"query must be a string or a list of strings, got {type(query).__name__}")
+        return [self._search(q, top_k, window, budget_ms, min_score, depth) for q in query]
+
+    search = __call__
+
+    def _first_stage(self, query: str, depth: int | None, needed: int, context: dict[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[int, StageScore]]]:
+        traces: dict[str, dict[int, StageScore]] = {}
+        retrievers = self.first.retrievers if isinstance(self.first, Fusion) else [self.first]
+        rankings = {}
+        for r in retrievers:
+            positions, scores = r.retrieve(query, max(depth or r.k, needed, 1), context)
+            rankings[r.name] = positions
+            traces[r.name] = {int(p): StageScore(i + 1, float(s)) for i, (p, s) in
+                              enumerate(zip(positions, scores, strict=True))}
+        if not isinstance(self.first, Fusion):
+            (positions,) = rankings.values()
+            return positions, np.array([traces[retrievers[0].name][int(p)].score for p in positions]), traces
+        positions, fused = reciprocal_rank_fusion(rankings, k=self.first.k, weights=self.first.weights)
+        traces["rrf"] = {int(p): StageScore(i + 1, float(s)) for i, (p, s) in enumerate(zip(positions, fused,
+                                                                                             strict=True))}
+        return positions, fused, traces
+
+    def _search(self, query: str, top_k: int, window: int, budget_ms: float | None, min_score: float | None,
+                depth: int | None) -> SearchResult:
+        if budget_ms is not None and self.ranker is not None:
+            calibrate = getattr(self.ranker, "calibrate", None)
+            if calibrate is not None:
+                calibrate()  # measured once, before the clock starts: the budget is for the search
+        started = time.perf_counter()
+        query = query_text(query)
+        context: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        candidates, first_scores, traces = self._first_stage(query, depth, max(window, top_k), context)
+        timings["first_stage"] = _ms(started)
+        base_score = dict(zip(candidates.tolist(), first_scores.tolist(), strict=True))
+        method = self.method
+        if self.mmr is not None and len(candidates):
+            t0 = time.perf_counter()
+            n_pick = max(window, top_k)
+            vectors = self.index.vectors.vectors[candidates]  # type: ignore[union-attr]
+            relevance = first_scores / first_scores.max() if first_scores.max() > 0 else first_scores
+            picked = mmr(_query_vector(self.index, query, context), vectors, lambda_=self.mmr.lambda_,
+                         top_n=n_pick, relevance=relevance)
+            rest = np.setdiff1d(np.arange(len(candidates)), picked, assume_unique=True)
+            candidates = candidates[np.concatenate([picked, rest])]
+            traces["mmr"] = {int(candidates[i]): StageScore(i + 1) for i in range(len(picked))}
+            timings["mmr"] = _ms(t0)
+        reranked: dict[int, float] = {}
+        fallback = None
+        used_window = 0
+        if self.ranker is not None and len(candidates) and window:
+            used_window = min(window, len(candidates))
+            texts = [self.index.corpus.text_at(int(p), self.on) for p in candidates[:used_window]]
+            if budget_ms is not None:
+                remaining_s = budget_ms / 1000 - (time.perf_counter() - started)
+                used_window = min(used_window, window_for_budget(self.ranker, query, texts, remaining_s))
+                texts = texts[:used_window]
+            t0 = time.perf_counter()
+            try:
+                ranking = self.ranker.rank(query, texts) if used_window else None
+            except BackendError as exc:  # RankerUnavailable, or the local engine failing on a batch
+                ranking, fallback = None, f"{self.ranker.name} failed, kept first-stage order: {exc}"
+                log.warning("search %r: %s", query[:80], fallback)
+                method = method.rsplit("+", 1)[0]
+            timings["rerank"] = _ms(t0)
+            if ranking is not None:
+                head = candidates[:used_window]
+                ordered = head[ranking.order]
+                for stage, scores in ranking.stages.items():
+                    finite = np.flatnonzero(np.isfinite(scores))
+                    stage_order = finite[np.argsort(-scores[finite], kind="stable")]
+                    traces[stage] = {int(head[i]): StageScore(r + 1, float(scores[i])) for r, i in
+                                     enumerate(stage_order)}
+                reranked = dict(zip(ordered.tolist(), ranking.scores.tolist(), strict=True))
+                unranked = np.setdiff1d(head, ordered, assume_unique=True)
+                keep_order = np.isin(head, unranked)
+                candidates = np.concatenate([ordered, head[keep_order], candidates[used_window:]])
+        if min_score is not None and reranked:
+            candidates = np.array([p for p in candidates.tolist() if reranked.get(p, -np.inf) >= min_score],
+                                  dtype=np.int64)
+        documents = self.documents or self.index.corpus
+        hits = []
+        for rank, p in enumerate(candidates[:top_k].tolist(), 1):
+            stages = {name: trace[p] for name, trace in traces.items() if p in trace}
+            score = reranked.get(p, base_score.get(p, 0.0))
+            hits.append(Hit(id=self.index.corpus.ids[p], position=p, document=documents.documents[p], rank=rank,
+                            score=float(score), stages=stages))
+        timings["total"] = _ms(started)
+        return SearchResult(query=query, hits=hits, method=method, window=used_window if not fallback else 0,
+                            fallback=fallback, timings_ms=timings)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def build_pipeline(index: Index, *, retrievers: Sequence[str] | None = None, rrf_k: int = RRF_K,
+                   weights: Mapping[str, float] | None = None, mmr_lambda: float | None = None,
+                   ranker: Ranker | None = None, on: Sequence[str] | None = None, depth: int = DEFAULT_DEPTH
+                   ) -> Pipeline:
+    """The usual pipeline over an index: every retriever it has (or those named), RRF, MMR, ranker."""
+    available = {"bm25": index.bm25 is not None, "dense": index.vectors is not None}
+    names = list(retrievers) if retrievers else [n for n, ok in available.items() if ok]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise InputError(f"unknown retriever {unknown[0]!r}; expected bm25 or dense")
+    classes = {"bm25": BM25, "dense": Dense}
+    stages = [classes[n](index, k=depth) for n in names]
+    first: Retriever | Fusion = stages[0] if len(stages) == 1 else Fusion(stages, k=rrf_k, weights=weights)
+    pipeline = Pipeline(first, on=on)
+    if mmr_lambda is not None:
+        pipeline = pipeline + MMR(mmr_lambda)
+    if ranker is not None:
+        pipeline = pipeline + ranker
+    return pipeline

@@ -1,0 +1,155 @@
+"""Remote rankers over HTTP, drop-ins for the local engine: Cohere, TEI and plain dialects.
+
+Each dialect only translates: a request body from (query, texts) and a list of (index, score) from
+the answer. Everything else (timeout, retries with backoff, the API key, checking the answer)
+is shared. Any failure becomes :class:`~crossrank.retrieval.rankers.RankerUnavailable`, which the
+pipeline turns into "first-stage order, and say so", never into a failed search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from crossrank.errors import InputError, MissingDependencyError
+from crossrank.retrieval.rankers import RankerUnavailable, Ranking
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one API spells a rerank call."""
+
+    name: str
+    path: str
+
+    def request(self, query: str, texts: Sequence[str], model: str | None) -> dict[str, Any]:
+        if self.name == "cohere":
+            body: dict[str, Any] = {"query": query, "documents": list(texts), "top_n": len(texts)}
+            if model:
+                body["model"] = model
+            return body
+        if self.name == "tei":
+            return {"query": query, "texts": list(texts), "raw_scores": True}
+        return {"query": query, "documents": list(texts)}
+
+    def results(self, answer: Any) -> list[Any]:
+        if self.name == "cohere":
+            items = answer.get("results") if isinstance(answer, dict) else None
+        elif self.name == "tei":
+            items = answer
+        else:
+            items = answer.get("rankings") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise RankerUnavailable(f"{self.name} ranker answered {type(answer).__name__} without a result list")
+        return items
+
+    @property
+    def score_key(self) -> str:
+        return "relevance_score" if self.name == "cohere" else "score"
+
+
+DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank"), Dialect("tei", "/rerank"), Dialect("plain", "/rank"))}
+
+
+class RemoteRanker:
+    """A reranking service as a ranker.
+
+    ``url`` is the service's base URL (the dialect's path is added: ``/v1/rerank``, ``/rerank``,
+    ``/rank``) or a full endpoint URL with a path. ``retries`` more attempts follow a timeout, a
+    connection error, a 429 or a 5xx, with exponential backoff; a 4xx other than 429 is not retried.
+    """
+
+    def __init__(self, url: str, *, dialect: str = "cohere", model: str | None = None, api_key: str | None = None,
+                 timeout: float = 2.0, retries: int = 1, backoff_s: float = 0.05, name: str = "rerank") -> None:
+        try:
+            import httpx
+        except ImportError as exc:
+            raise MissingDependencyError("remote rankers", "retrieval", "httpx") from exc
+        if dialect not in DIALECTS:
+            raise InputError(f"unknown ranker dialect {dialect!r}; expected one of {sorted(DIALECTS)}")
+        if retries < 0 or timeout <= 0:
+            raise InputError("retries must be >= 0 and timeout > 0")
+        self.dialect = DIALECTS[dialect]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InputError(f"ranker URL {url!r} is not an http(s) URL")
+        self.endpoint = url if parts.path not in ("", "/") else url.rstrip("/") + self.dialect.path
+        self.model, self.timeout, self.retries, self.backoff_s = model, timeout, retries, backoff_s
+        self.name = name
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=timeout, headers=headers)
+
+    def __repr__(self) -> str:
+        return f"RemoteRanker({self.endpoint!r}, dialect={self.dialect.name!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def rank(self, query: str, texts: Sequence[str]) -> Ranking:
+        if not texts:
+            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), {self.name: np.zeros(0)})
+        answer = self._post(self.dialect.request(query, texts, self.model))
+        return self._parse(answer, len(texts))
+
+    def available(self) -> bool:
+        """Whether the service answers a one-document rerank correctly within the timeout. Never raises."""
+        try:
+            self._parse(self._post(self.dialect.request("ping", ["ping"], self.model), attempts=1), 1)
+        except RankerUnavailable as exc:
+            log.info("ranker %s is unavailable: %s", self.endpoint, exc)
+            return False
+        return True
+
+    def _post(self, body: dict[str, Any], attempts: int | None = None) -> Any:
+        import httpx
+
+        attempts = attempts or self.retries + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self._client.post(self.endpoint, json=body)
+            except httpx.TimeoutException:
+                last = f"timed out after {self.timeout:g}s"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError as exc:
+                        raise RankerUnavailable(f"{self.endpoint} answered invalid JSON") from exc
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code != 429 and response.status_code < 500:
+                    break
+            log.warning("ranker %s: attempt %d/%d failed: %s", self.endpoint, attempt + 1, attempts, last)
+        raise RankerUnavailable(f"{self.endpoint}: {last}")
+
+    def _parse(self, answer: Any, n: int) -> Ranking:
+        """Check the answer strictly: every index an int in range and seen once, every score a finite number."""
+        items = self.dialect.results(answer)
+        key = self.dialect.score_key
+        scores = np.full(n, np.nan, dtype=np.float32)
+        for item in items:
+            index = item.get("index") if isinstance(item, dict) else None
+            score = item.get(key) if isinstance(item, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n:
+                raise RankerUnavailable(f"{self.endpoint} answered a bad index {index!r} for {n} documents")
+            if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
+                raise RankerUnavailable(f"{self.endpoint} answered a bad {key} {score!r}")
+            if not np.isnan(scores[index]):
+                raise RankerUnavailable(f"{self.endpoint} answered index {index} twice")
+            scores[index] = score
+        ranked = np.flatnonzero(~np.isnan(scores))
+        order = ranked[np.argsort(-scores[ranked], kind="stable")]
+        return Ranking(order=order, scores=scores[order], stages={self.name: scores})

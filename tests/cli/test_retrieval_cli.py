@@ -1,0 +1,96 @@
+"""`crossrank index` and `crossrank search`, run for real: CliRunner in process, and a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from crossrank.cli.app import app
+
+runner = CliRunner()
+QUERY = "family movie about bears in the woods"
+
+
+@pytest.fixture(scope="module")
+def movies_index(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "movies.idx"
+    result = runner.invoke(app, ["index", "sample", "--out", str(out), "--fields", "title,text", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["documents"] == 65 and summary["bm25"] and summary["dense"] == "all-MiniLM-L6-v2"
+    assert (out / "manifest.json").exists()
+    return out
+
+
+def test_search_json_carries_every_stage(movies_index, tiny_model):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--top-k", "5", "--window", "25",
+                                 "--model", str(tiny_model), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "bm25+dense/rrf+rerank" and data["window"] == 25 and len(data["hits"]) == 5
+    for hit in data["hits"]:
+        assert {"rerank", "rrf"} <= set(hit["stages"]) and hit["document"]["title"]
+        assert hit["score"] == hit["stages"]["rerank"]["score"]
+
+
+def test_search_table_and_first_stage_only(movies_index):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--top-k", "3", "--no-rerank", "--mmr", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "bm25+dense/rrf+mmr" in result.stdout and "bm25 #" in result.stdout and "dense #" in result.stdout
+
+
+def test_input_errors_exit_2(movies_index, tmp_path):
+    missing_field = runner.invoke(app, ["index", "sample", "--out", str(tmp_path / "x"), "--fields", "plot"])
+    assert missing_field.exit_code == 2 and "no field 'plot'" in missing_field.output
+    not_an_index = runner.invoke(app, ["search", str(tmp_path), "q", "--no-rerank"])
+    assert not_an_index.exit_code == 2 and "not a crossrank index" in not_an_index.output
+    bad_weights = runner.invoke(app, ["search", str(movies_index), "q", "--weights", "bm25", "--no-rerank"])
+    assert bad_weights.exit_code == 2
+    (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
+    dup = runner.invoke(app, ["index", str(tmp_path / "dup.jsonl"), "--out", str(tmp_path / "d"), "--no-dense"])
+    assert dup.exit_code == 2 and "duplicate id '1'" in dup.output
+    usage = runner.invoke(app, ["search", str(movies_index)])
+    assert usage.exit_code == 2
+
+
+def test_index_csv_bm25_only_then_search_in_a_subprocess(tmp_path):
+    (tmp_path / "products.csv").write_text("sku,name,blurb\np1,Crocs Kids Baya Clog,a light clog for kids\n"
+                                           "p2,Trail Runner,a running shoe for trails\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cli = [sys.executable, "-m", "crossrank.cli.app"]
+    built = subprocess.run([*cli, "index", str(tmp_path / "products.csv"), "--out", str(tmp_path / "p.idx"),
+                            "--fields", "name,blurb", "--id-field", "sku", "--no-dense"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert built.returncode == 0, built.stderr
+    found = subprocess.run([*cli, "search", str(tmp_path / "p.idx"), "clogs for kids", "--no-rerank", "--json"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert found.returncode == 0, found.stderr
+    data = json.loads(found.stdout)
+    assert data["method"] == "bm25" and data["hits"][0]["id"] == "p1"
+    bad = subprocess.run([*cli, "search", str(tmp_path / "nope"), "q"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert bad.returncode == 2 and "error:" in bad.stderr
+
+
+def test_unreachable_remote_ranker_still_answers(movies_index):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--remote", "http://127.0.0.1:9",
+                                 "--timeout", "0.3", "--retries", "0", "--json", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "bm25+dense/rrf" and "kept first-stage order" in data["fallback"]
+    assert len(data["hits"]) == 3
+
+
+def test_budget_and_cascade_flags(movies_index, tiny_model):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--model", str(tiny_model), "--cascade-model",
+                                 str(tiny_model), "--cascade-keep", "3", "--window", "10", "--budget-ms", "60000",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "bm25+dense/rrf+cascade" and data["window"] == 10
+    assert sum("rerank" in h["stages"] for h in data["hits"]) == 3

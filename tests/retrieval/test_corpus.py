@@ -1,0 +1,90 @@
+"""Corpus loading: the three formats, and an error a user can act on for each broken input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from crossrank.errors import InputError
+from crossrank.retrieval import Corpus, load_corpus
+
+RECORDS = [
+    {"id": "a", "title": "Bears", "text": "a bear in the woods", "year": 2001},
+    {"id": "b", "title": "Boats", "text": "a boat at sea", "year": 1999},
+]
+
+
+def _write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_jsonl_csv_and_parquet_load_the_same_documents(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl = _write_jsonl(tmp_path / "c.jsonl", RECORDS)
+    with (tmp_path / "c.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["id", "title", "text", "year"])
+        writer.writeheader()
+        writer.writerows(RECORDS)
+    pq.write_table(pa.Table.from_pylist(RECORDS), tmp_path / "c.parquet")
+    loaded = [load_corpus(p) for p in (jsonl, tmp_path / "c.csv", tmp_path / "c.parquet")]
+    for corpus in loaded:
+        assert corpus.ids == ["a", "b"]
+        assert corpus.texts(["title", "text"]) == ["Bears\na bear in the woods", "Boats\na boat at sea"]
+        assert corpus.position("b") == 1
+
+
+def test_beir_style_underscore_id_is_found(tmp_path):
+    corpus = load_corpus(_write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "7", "text": "x"}]))
+    assert corpus.ids == ["7"] and corpus.id_field == "_id"
+
+
+def test_missing_id_names_the_record(tmp_path):
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "x"}, {"text": "no id"}])
+    with pytest.raises(InputError, match="record 2 has no 'id'"):
+        load_corpus(path)
+
+
+def test_no_id_field_at_all(tmp_path):
+    with pytest.raises(InputError, match="no id field"):
+        load_corpus(_write_jsonl(tmp_path / "c.jsonl", [{"text": "x"}]))
+
+
+def test_duplicate_ids_name_both_records(tmp_path):
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "x"}, {"id": "b", "text": "y"},
+                                               {"id": "a", "text": "z"}])
+    with pytest.raises(InputError, match=r"duplicate id 'a' \(records 1 and 3\)"):
+        load_corpus(path)
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "c.jsonl").write_text("\n\n")
+    with pytest.raises(InputError, match="empty"):
+        load_corpus(tmp_path / "c.jsonl")
+
+
+def test_missing_field_lists_the_fields_there_are():
+    corpus = Corpus.from_records(RECORDS)
+    with pytest.raises(InputError, match="no field 'body'.*title, text, year"):
+        corpus.texts(["title", "body"])
+
+
+def test_document_without_the_fields_gets_empty_text(caplog):
+    corpus = Corpus.from_records([*RECORDS, {"id": "c", "title": "", "text": None}])
+    assert corpus.texts(["title", "text"])[2] == ""
+    assert "none of the fields" in caplog.text
+
+
+def test_bad_json_line_and_unknown_extension(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"id": "a"}\n{oops\n')
+    with pytest.raises(InputError, match=r"c.jsonl:2 is not valid JSON"):
+        load_corpus(tmp_path / "c.jsonl")
+    (tmp_path / "c.txt").write_text("x")
+    with pytest.raises(InputError, match="cannot tell the format"):
+        load_corpus(tmp_path / "c.txt")
+    with pytest.raises(InputError, match="does not exist"):
+        load_corpus(tmp_path / "nope.jsonl")

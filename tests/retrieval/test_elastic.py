@@ -1,0 +1,70 @@
+"""Reranking an Elasticsearch _search response in place of its own shape."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from crossrank.errors import InputError
+from crossrank.retrieval import RemoteRanker, rerank_search_response
+
+QUERY = "crocs clog for kids"
+
+
+def _response():
+    docs = [("1", "running shoe", "fast running shoe"), ("2", "crocs", "kids crocs clog"),
+            ("3", "wing", "aircraft wing lift"), ("4", "clog", "blue clog")]
+    return {
+        "took": 3, "timed_out": False, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": {"value": 4, "relation": "eq"}, "max_score": 4.0, "hits": [
+            {"_index": "products", "_id": i, "_score": 4.0 - n, "_source": {"name": name, "description": desc}}
+            for n, (i, name, desc) in enumerate(docs)]},
+    }
+
+
+def test_hits_come_back_reordered_by_the_ranker_in_the_same_shape(tiny_ranker):
+    response = _response()
+    original = copy.deepcopy(response)
+    out = rerank_search_response(response, QUERY, tiny_ranker, on=["name", "description"])
+    assert response == original  # the caller's dict is not modified
+    assert set(out) == set(original) | {"_crossrank"} and out["took"] == 3
+    texts = [f"{h['_source']['name']}\n{h['_source']['description']}" for h in original["hits"]["hits"]]
+    expected = tiny_ranker.encoder.score([(QUERY, t) for t in texts])
+    order = np.argsort(-expected, kind="stable")
+    hits = out["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [original["hits"]["hits"][i]["_id"] for i in order]
+    np.testing.assert_allclose([h["_score"] for h in hits], expected[order], rtol=1e-5)
+    assert out["hits"]["max_score"] == pytest.approx(float(expected[order[0]]))
+    for hit in hits:
+        first = int(hit["_id"])
+        assert hit["_crossrank"]["first_stage_rank"] == first
+        assert hit["_crossrank"]["first_stage_score"] == 5.0 - first
+        assert set(hit) == {"_index", "_id", "_score", "_source", "_crossrank"}
+    assert out["_crossrank"]["method"] == "engine+rerank"
+
+
+def test_window_leaves_the_tail_alone(tiny_ranker):
+    out = rerank_search_response(_response(), QUERY, tiny_ranker, on=["name"], window=2)
+    assert {h["_id"] for h in out["hits"]["hits"][:2]} == {"1", "2"}
+    assert [h["_id"] for h in out["hits"]["hits"][2:]] == ["3", "4"]
+    assert "_crossrank" not in out["hits"]["hits"][2]
+
+
+def test_failing_ranker_returns_the_engine_order():
+    ranker = RemoteRanker("http://127.0.0.1:9/v1/rerank", timeout=0.3, retries=0)
+    out = rerank_search_response(_response(), QUERY, ranker, on=["name"])
+    assert out["hits"] == _response()["hits"]
+    assert "kept the engine's order" in out["_crossrank"]["fallback"]
+
+
+def test_bad_responses(tiny_ranker):
+    with pytest.raises(InputError, match="hits.hits"):
+        rerank_search_response({"error": "index_not_found"}, QUERY, tiny_ranker)
+    response = _response()
+    del response["hits"]["hits"][1]["_source"]
+    with pytest.raises(InputError, match="hit 1 has no _source"):
+        rerank_search_response(response, QUERY, tiny_ranker, on=["name"])
+    with pytest.raises(InputError, match="none of the fields"):
+        rerank_search_response(_response(), QUERY, tiny_ranker, on=["price"])

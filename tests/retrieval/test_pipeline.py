@@ -1,0 +1,158 @@
+"""The composed pipeline on the sample corpus: real bm25s, real MiniLM vectors, the engine as ranker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossrank.errors import InputError
+from crossrank.retrieval import (
+    BM25,
+    MMR,
+    CascadeRanker,
+    Corpus,
+    Dense,
+    Index,
+    LocalRanker,
+    Pipeline,
+    build_pipeline,
+    reciprocal_rank_fusion,
+    window_for_budget,
+)
+
+QUERY = "family movie about bears in the woods"
+
+
+def test_hybrid_first_stage_finds_the_bear_movies(sample_index):
+    result = Pipeline(BM25(sample_index) | Dense(sample_index))(QUERY, top_k=5)
+    assert result.method == "bm25+dense/rrf"
+    titles = [h.document["title"] for h in result]
+    assert len(titles) == 5
+    bear_movies = {"Camp Firefly", "Goldilocks Returns", "The Honey Trail", "Cub Scouts", "Backyard Wilderness",
+                   "Forest Friends Forever", "Ranger Rosie", "Winter Den"}
+    assert len(bear_movies & set(titles)) >= 4, titles
+
+
+def test_every_hit_carries_each_stage_and_rrf_is_recomputable(sample_index, tiny_ranker):
+    search = (BM25(sample_index) | Dense(sample_index)) + tiny_ranker
+    result = search(QUERY, top_k=10, window=8)
+    assert result.method == "bm25+dense/rrf+rerank" and result.window == 8 and result.fallback is None
+    # The reranked window comes first, sorted by the ranker's score.
+    head = [h for h in result if h.stage_rank("rerank") is not None]
+    assert len(head) == 8 and [h.rank for h in head] == list(range(1, 9))
+    assert [h.score for h in head] == sorted((h.score for h in head), reverse=True)
+    for hit in result:
+        assert hit.stage_rank("rrf") is not None
+        assert hit.stage_rank("bm25") or hit.stage_rank("dense")
+        bm, dn = hit.stage_rank("bm25"), hit.stage_rank("dense")
+        expected = (1 / (60 + bm) if bm else 0) + (1 / (60 + dn) if dn else 0)
+        assert hit.stage_score("rrf") == pytest.approx(expected)
+    # The ranker's scores are the engine's scores for these (query, text) pairs.
+    texts = [sample_index.corpus.text_at(h.position, ["title", "text"]) for h in head]
+    np.testing.assert_allclose([h.score for h in head], tiny_ranker.encoder.score([(QUERY, t) for t in texts]),
+                               rtol=1e-5)
+
+
+def test_reranking_only_reorders_the_window(sample_index, tiny_ranker):
+    first = Pipeline(BM25(sample_index) | Dense(sample_index))(QUERY, top_k=40)
+    reranked = ((BM25(sample_index) | Dense(sample_index)) + tiny_ranker)(QUERY, top_k=40, window=5)
+    assert set(reranked.ids[:5]) == set(first.ids[:5])
+    assert reranked.ids[5:] == first.ids[5:]
+
+
+def test_index_saved_and_loaded_searches_the_same(sample_index, tmp_path):
+    sample_index.save(tmp_path / "movies.idx")
+    loaded = Index.load(tmp_path / "movies.idx")
+    assert len(loaded) == len(sample_index) and loaded.fields == ["title", "text"]
+    a = build_pipeline(sample_index)(QUERY, top_k=10)
+    b = build_pipeline(loaded)(QUERY, top_k=10)
+    assert a.ids == b.ids
+    assert [h.stage_score("rrf") for h in a] == pytest.approx([h.stage_score("rrf") for h in b])
+
+
+def test_list_of_queries_weights_and_single_retriever(sample_index):
+    search = build_pipeline(sample_index, weights={"bm25": 0.0})
+    results = search([QUERY, "robots in space"], top_k=3)
+    assert [r.query for r in results] == [QUERY, "robots in space"]
+    dense_only = Pipeline(Dense(sample_index))(QUERY, top_k=3)
+    # bm25 weighted 0: the fused order is the dense order.
+    assert results[0].ids == dense_only.ids
+    assert Pipeline(BM25(sample_index))(QUERY, top_k=3).method == "bm25"
+
+
+def test_mmr_reorders_within_the_candidates(sample_index):
+    plain = build_pipeline(sample_index)(QUERY, top_k=10)
+    diverse = build_pipeline(sample_index, mmr_lambda=0.3)(QUERY, top_k=10)
+    assert diverse.method == "bm25+dense/rrf+mmr"
+    assert diverse.ids[0] == plain.ids[0]  # the most relevant is always picked first
+    assert diverse.ids != plain.ids
+    assert [h.stage_rank("mmr") for h in diverse] == list(range(1, 11))
+    same = build_pipeline(sample_index, mmr_lambda=1.0)(QUERY, top_k=10)
+    assert same.ids == plain.ids
+
+
+def test_min_score_and_top_k(sample_index, tiny_ranker):
+    search = build_pipeline(sample_index, ranker=tiny_ranker)
+    full = search(QUERY, top_k=10, window=10)
+    threshold = full.hits[3].score
+    kept = search(QUERY, top_k=10, window=10, min_score=threshold)
+    assert kept.ids == full.ids[:4] and all(h.score >= threshold for h in kept)
+    assert len(search(QUERY, top_k=2)) == 2
+
+
+def test_budget_picks_a_window_that_fits_and_reports_it(sample_index, tiny_ranker):
+    search = build_pipeline(sample_index, retrievers=["bm25"], ranker=tiny_ranker)
+    tiny_ranker.calibrate()
+    cost = tiny_ranker.cost
+    assert cost.tokens_per_s > 0 and cost.overhead_s >= 0
+    generous = search(QUERY, top_k=5, window=25, budget_ms=10_000)
+    assert generous.window == min(25, len(sample_index.bm25.search(QUERY, 100)[0]))
+    starved = search(QUERY, top_k=5, window=25, budget_ms=0.001)
+    assert starved.window == 0 and starved.method == "bm25+rerank"
+    assert all(h.stage_rank("rerank") is None for h in starved)
+    # In between: the chosen window is the largest whose predicted cost fits.
+    texts = [sample_index.corpus.text_at(p, ["title", "text"]) for p in sample_index.bm25.search(QUERY, 25)[0]]
+    predicted = tiny_ranker.estimate_s(QUERY, texts)
+    assert np.all(np.diff(predicted) > 0)
+    assert window_for_budget(tiny_ranker, QUERY, texts, float(predicted[4]) + 1e-9) == 5
+    assert window_for_budget(tiny_ranker, QUERY, texts, float(predicted[4]) - 1e-9) == 4
+
+
+def test_cascade_prunes_then_reranks(sample_index, tiny_model):
+    small = LocalRanker(str(tiny_model), name="small")
+    large = LocalRanker(str(tiny_model), max_length=16)
+    search = build_pipeline(sample_index, ranker=CascadeRanker(small, large, keep=4))
+    result = search(QUERY, top_k=10, window=12)
+    assert result.method == "bm25+dense/rrf+cascade" and result.window == 12
+    survivors = [h for h in result if h.stage_rank("rerank") is not None]
+    pruned = [h for h in result if h.stage_rank("prune") is not None and h.stage_rank("rerank") is None]
+    assert len(survivors) == 4 and len(pruned) == 6
+    assert [h.rank for h in survivors] == [1, 2, 3, 4]
+    assert {h.stage_rank("prune") for h in survivors} == {1, 2, 3, 4}
+
+
+def test_documents_stage_and_errors(sample_index, tiny_ranker, sample_corpus):
+    richer = Corpus.from_records([{**d, "extra": i} for i, d in enumerate(sample_corpus.documents)])
+    result = (BM25(sample_index) + richer)(QUERY, top_k=1)
+    assert "extra" in result.hits[0].document
+    with pytest.raises(InputError, match="already has a ranker"):
+        (BM25(sample_index) + tiny_ranker) + tiny_ranker
+    with pytest.raises(InputError, match="cannot add"):
+        BM25(sample_index) + "ranker"
+    with pytest.raises(InputError, match="top_k"):
+        Pipeline(BM25(sample_index))(QUERY, top_k=-1)
+    with pytest.raises(InputError, match="unknown retriever"):
+        build_pipeline(sample_index, retrievers=["splade"])
+    bm25_only = Index.build(sample_corpus, ["title"], dense=False)
+    with pytest.raises(InputError, match="no dense part"):
+        Dense(bm25_only)
+    with pytest.raises(InputError, match="MMR needs"):
+        BM25(bm25_only) + MMR(0.5)
+
+
+def test_rrf_helper_is_what_the_pipeline_uses(sample_index):
+    result = Pipeline(BM25(sample_index) | Dense(sample_index))(QUERY, top_k=100)
+    bm25_pos, _ = sample_index.bm25.search(QUERY, 100)
+    dense_pos, _ = sample_index.vectors.search(sample_index.embed_query(QUERY), 100)
+    positions, _ = reciprocal_rank_fusion({"bm25": bm25_pos, "dense": dense_pos})
+    assert [h.position for h in result] == positions[:100].tolist()

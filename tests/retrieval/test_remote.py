@@ -1,0 +1,175 @@
+"""Remote rankers against a real HTTP server on 127.0.0.1 that can be made slow, failing or malformed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from crossrank.errors import InputError
+from crossrank.retrieval import RankerUnavailable, RemoteRanker, build_pipeline
+
+QUERY = "family movie about bears in the woods"
+
+
+def _overlap(query: str, text: str) -> float:
+    """The stand-in model: how many query words the text contains."""
+    words = set(query.lower().split())
+    return float(sum(w in words for w in text.lower().split()))
+
+
+class RankerService:
+    """A reranking service speaking Cohere (/v1/rerank), TEI (/rerank) and plain (/rank).
+
+    The first path segment picks a behaviour: /ok, /slow (sleeps past the client's timeout),
+    /error (HTTP 500), /badrequest (HTTP 400), /flaky (503 once, then ok), /garbage (not JSON),
+    /badindex (an index out of range), /noresults (JSON without the result list).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.flaky_failures = 0
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                mode, _, endpoint = self.path.strip("/").partition("/")
+                service.requests.append({"mode": mode, "endpoint": endpoint, "body": body,
+                                         "auth": self.headers.get("Authorization")})
+                if mode == "slow":
+                    time.sleep(1.0)
+                if mode == "error" or (mode == "flaky" and service.flaky_failures == 0):
+                    service.flaky_failures += mode == "flaky"
+                    return self._send(503 if mode == "flaky" else 500, b'{"error": "boom"}')
+                if mode == "badrequest":
+                    return self._send(400, b'{"error": "bad"}')
+                if mode == "garbage":
+                    return self._send(200, b"<html>not json</html>")
+                texts = body.get("documents") or body.get("texts")
+                scores = [_overlap(body["query"], t) for t in texts]
+                order = sorted(range(len(texts)), key=lambda i: -scores[i])
+                if mode == "badindex":
+                    order = [len(texts) + 5]
+                if endpoint == "v1/rerank":
+                    order = order[: body.get("top_n", len(order))]
+                    answer = {"results": [{"index": i, "relevance_score": scores[i] if i < len(scores) else 1.0}
+                                          for i in order]}
+                elif endpoint == "rerank":
+                    answer = [{"index": i, "score": scores[i] if i < len(scores) else 1.0} for i in order]
+                else:
+                    answer = {"rankings": [{"index": i, "score": scores[i] if i < len(scores) else 1.0}
+                                           for i in order]}
+                if mode == "noresults":
+                    answer = {"id": "x"}
+                return self._send(200, json.dumps(answer).encode())
+
+            def _send(self, status, payload):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def _running_service():
+    s = RankerService()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def service(_running_service):
+    _running_service.requests.clear()
+    _running_service.flaky_failures = 0
+    return _running_service
+
+
+@pytest.mark.parametrize("dialect,path", [("cohere", "v1/rerank"), ("tei", "rerank"), ("plain", "rank")])
+def test_each_dialect_ranks_and_sends_its_request_shape(service, dialect, path):
+    ranker = RemoteRanker(f"{service.url}/ok/{path}", dialect=dialect, model="rerank-v3", api_key="secret")
+    texts = ["stock market", "bears in the woods", "a family of bears in the woods"]
+    ranking = ranker.rank(QUERY, texts)
+    assert ranking.order.tolist() == [2, 1, 0]
+    assert ranking.scores.tolist() == [5.0, 4.0, 0.0]
+    request = service.requests[-1]
+    assert request["endpoint"] == path and request["auth"] == "Bearer secret"
+    expected = {"cohere": {"query": QUERY, "documents": texts, "top_n": 3, "model": "rerank-v3"},
+                "tei": {"query": QUERY, "texts": texts, "raw_scores": True},
+                "plain": {"query": QUERY, "documents": texts}}[dialect]
+    assert request["body"] == expected
+    assert ranker.available()
+
+
+def test_base_url_gets_the_dialect_path(service):
+    assert RemoteRanker(service.url, dialect="tei").endpoint == f"{service.url}/rerank"
+    assert RemoteRanker(service.url + "/", dialect="cohere").endpoint == f"{service.url}/v1/rerank"
+    assert RemoteRanker(f"{service.url}/ok/rank", dialect="plain").endpoint == f"{service.url}/ok/rank"
+    with pytest.raises(InputError):
+        RemoteRanker("ftp://example.org")
+    with pytest.raises(InputError, match="dialect"):
+        RemoteRanker(service.url, dialect="soap")
+
+
+@pytest.mark.parametrize("mode,why", [("slow", "timed out"), ("error", "HTTP 500"), ("garbage", "invalid JSON"),
+                                      ("badindex", "bad index"), ("noresults", "without a result list"),
+                                      ("badrequest", "HTTP 400")])
+def test_failures_raise_ranker_unavailable(service, mode, why):
+    ranker = RemoteRanker(f"{service.url}/{mode}/v1/rerank", timeout=0.3, retries=0)
+    with pytest.raises(RankerUnavailable, match=why):
+        ranker.rank(QUERY, ["a", "b"])
+    assert not ranker.available()
+
+
+def test_retries_after_a_5xx_but_not_after_a_4xx(service):
+    flaky = RemoteRanker(f"{service.url}/flaky/v1/rerank", retries=1, backoff_s=0.01)
+    assert flaky.rank(QUERY, ["bears", "x"]).order.tolist() == [0, 1]
+    assert [r["mode"] for r in service.requests] == ["flaky", "flaky"]
+    bad = RemoteRanker(f"{service.url}/badrequest/v1/rerank", retries=3, backoff_s=0.01)
+    with pytest.raises(RankerUnavailable):
+        bad.rank(QUERY, ["x"])
+    assert sum(r["mode"] == "badrequest" for r in service.requests) == 1
+
+
+def test_unreachable_service_is_unavailable():
+    ranker = RemoteRanker("http://127.0.0.1:9/v1/rerank", timeout=0.5, retries=0)
+    assert not ranker.available()
+
+
+def test_pipeline_uses_the_remote_ranker(sample_index, service):
+    search = build_pipeline(sample_index, ranker=RemoteRanker(f"{service.url}/ok/v1/rerank"))
+    result = search(QUERY, top_k=5, window=10)
+    assert result.method == "bm25+dense/rrf+rerank" and result.fallback is None and result.window == 10
+    scores = [h.score for h in result]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == max(_overlap(QUERY, sample_index.corpus.text_at(h.position, ["title", "text"]))
+                            for h in result)
+
+
+@pytest.mark.parametrize("mode", ["slow", "error", "garbage", "badindex"])
+def test_pipeline_keeps_first_stage_order_when_the_ranker_fails(sample_index, service, caplog, mode):
+    first = build_pipeline(sample_index)(QUERY, top_k=5)
+    search = build_pipeline(sample_index, ranker=RemoteRanker(f"{service.url}/{mode}/v1/rerank", timeout=0.3,
+                                                              retries=0))
+    result = search(QUERY, top_k=5, window=10)
+    assert result.ids == first.ids
+    assert result.method == "bm25+dense/rrf" and result.window == 0
+    assert result.fallback and "kept first-stage order" in result.fallback
+    assert all(h.stage_rank("rerank") is None for h in result)
+    assert "kept first-stage order" in caplog.text
