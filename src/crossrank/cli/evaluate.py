@@ -115,7 +115,7 @@ def _print_table(results: list, comparisons: list) -> None:
                       f"{r.measures['recall@100']:.3f}", f"{lat.get('first_stage', {}).get('p50', 0):.1f}",
                       f"{lat['rerank']['p50']:.1f}" if "rerank" in lat else "-",
                       f"{lat.get('total', {}).get('p50', 0):.1f}")
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 120)
     console.print(table)
     for name, c in comparisons:
         verdict = "significant" if c.significant() else "not significant"

@@ -1,0 +1,51 @@
+"""crossrank eval end to end on the shared ADI collection: figures match the baselines in its SOURCE.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crossrank import InputError
+from crossrank.cli.app import app
+from crossrank.eval.runner import parse_method
+
+ADI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "adi"
+pytestmark = pytest.mark.skipif(not ADI.is_dir(), reason="shared data not present")
+
+
+def test_method_grammar():
+    m = parse_method("hybrid+mmr+rerank")
+    assert (m.retrievers, m.mmr, m.rerank) == (("bm25", "dense"), True, True)
+    assert parse_method("default").retrievers == ("bm25", "dense")
+    for bad in ("splade", "bm25+rerank+rerank", "dense+boost"):
+        with pytest.raises(InputError):
+            parse_method(bad)
+
+
+def test_eval_json_matches_published_baselines(tmp_path, tiny_model):
+    per_query = tmp_path / "pq.jsonl"
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25,hybrid,hybrid+rerank", "--window", "10",
+                                      "--model", str(tiny_model), "--json", "--per-query", str(per_query),
+                                      "--compare", "hybrid", "bm25"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    by_method = {r["method"]: r for r in payload["results"]}
+    # ADI's SOURCE.md: NDCG@10 BM25 0.494, hybrid 0.519 (bm25s, stopwords + Snowball, MiniLM, RRF k=60).
+    assert by_method["bm25"]["ndcg@10"] == pytest.approx(0.494, abs=0.002)
+    assert by_method["hybrid"]["ndcg@10"] == pytest.approx(0.519, abs=0.002)
+    assert by_method["hybrid+rerank"]["latency_ms"]["rerank"]["p50"] > 0
+    assert all(0 <= r["mrr@10"] <= 1 and 0 <= r["recall@100"] <= 1 for r in payload["results"])
+    (cmp,) = payload["comparisons"]
+    assert (cmp["a"], cmp["b"], cmp["queries"]) == ("hybrid", "bm25", 35)
+    lines = [json.loads(x) for x in per_query.read_text().splitlines()]
+    assert len(lines) == 3 * 35 and {"ndcg@10", "mrr@10", "recall@100"} <= set(lines[0])
+
+
+def test_eval_errors(tmp_path):
+    result = CliRunner().invoke(app, ["eval", str(tmp_path)])
+    assert result.exit_code == 2 and "BEIR-layout" in result.output
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "splade"])
+    assert result.exit_code == 2 and "unknown method" in result.output
