@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from crossrank.cli.serve import register as register_serve
 from crossrank.errors import CrossrankError
 
 app = typer.Typer(help="crossrank: cross-encoder reranking, exact and fast.", no_args_is_help=True,
@@ -98,6 +99,9 @@ def bench(
         run(model, repeats=repeats, include_peer=peer, echo=typer.echo)
     except CrossrankError as exc:
         _fail(exc)
+
+
+register_serve(app)
 
 
 def main() -> None:
