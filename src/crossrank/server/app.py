@@ -130,7 +130,9 @@ def create_app(config: Config) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 401: "unauthorized", 413: "payload_limit"}.get(exc.status_code, "bad_request")
+        # FastAPI answers a body it cannot decode (invalid UTF-8) with a 400: a validation error too.
+        kind = {400: "validation", 404: "not_found", 401: "unauthorized", 413: "payload_limit"}.get(
+            exc.status_code, "bad_request")
         err = ApiError(kind, str(exc.detail))
         response = render_error(request.url.path, err)
         response.status_code = exc.status_code  # e.g. 405 keeps its status, in our JSON shape
