@@ -41,9 +41,8 @@ def running(config: Config, *, wait_ready: bool = True) -> Iterator[Running]:
     while True:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
-        if server.started:
-            if not wait_ready or httpx.get(f"{url}/ready").status_code == 200:
-                break
+        if server.started and (not wait_ready or httpx.get(f"{url}/ready").status_code == 200):
+            break
         time.sleep(0.05)
     try:
         yield Running(url, config, app)

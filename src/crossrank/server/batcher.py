@@ -157,7 +157,7 @@ class Batcher:
         started = time.perf_counter()
         activation, chunks = jobs[0].activation, jobs[0].chunks
         keys: list[list[CacheKey]] = [[(self.name, activation, chunks, j.query, t) for t in j.texts] for j in jobs]
-        cached = [self.cache.get_many(k) if self.cache else [None] * len(k) for k in keys]
+        cached = [self.cache.get_many(k) if self.cache is not None else [None] * len(k) for k in keys]
         missing = [[i for i, v in enumerate(c) if v is None] for c in cached]
         pairs = [(j.query, j.texts[i]) for j, miss in zip(jobs, missing, strict=True) for i in miss]
         if pairs:
@@ -173,7 +173,7 @@ class Batcher:
             offset += len(miss)
             out = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
             out[miss] = own
-            if self.cache and miss:
+            if self.cache is not None and miss:
                 self.cache.put_many([key[i] for i in miss], own.tolist())
             job.future.set_result(ScoreResult(
                 scores=out, tokens=tokens, queue_s=started - job.enqueued, tokenize_s=stats.tokenize_s,
