@@ -52,7 +52,7 @@ def running(config: Config, *, wait_ready: bool = True) -> Iterator[Running]:
         sock.close()
 
 
-def tiny_config(tiny_model, **server) -> Config:
+def _tiny_config(tiny_model, **server) -> Config:
     return config_from_dict({
         "models": {"tiny": {"model": str(tiny_model), "backend": "onnx", "threads": 1},
                    "tiny-chunked": {"model": str(tiny_model), "backend": "onnx", "threads": 1,
@@ -62,9 +62,21 @@ def tiny_config(tiny_model, **server) -> Config:
 
 
 @pytest.fixture(scope="package")
+def start():
+    """``start(config)``: a context manager running a server of its own for one test."""
+    return running
+
+
+@pytest.fixture(scope="package")
+def tiny_config(tiny_model):
+    """``tiny_config(**server_settings)``: the two tiny models with the given server limits."""
+    return lambda **server: _tiny_config(tiny_model, **server)
+
+
+@pytest.fixture(scope="package")
 def server(tiny_model) -> Iterator[Running]:
     """The shared server: two tiny models, the score cache on, no auth."""
-    with running(tiny_config(tiny_model, cache_size=1000)) as srv:
+    with running(_tiny_config(tiny_model, cache_size=1000)) as srv:
         yield srv
 
 
