@@ -78,6 +78,7 @@ class ModelRegistry:
                                        max_chunks_per_doc=m.max_chunks_per_doc)
                 if encoder.num_labels != 1:
                     raise CrossrankError(f"it has {encoder.num_labels} labels; the server serves one-score rerankers")
+                encoder.score([("warm up", "the first call builds the tokenizer's truncation state")])
             except CrossrankError as exc:
                 entry.state, entry.error = "failed", str(exc)
                 log.error("model=%s state=failed error=%s", entry.name, exc)
