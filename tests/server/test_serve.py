@@ -63,6 +63,8 @@ def test_serve_builtin_model_and_graceful_sigterm(tmp_path):
             t.start()
         while "crossrank_requests_in_flight 0.0" in httpx.get(f"{url}/metrics").text:
             time.sleep(0.005)
+        # Inference runs on the model's worker thread: the event loop answers while it works.
+        assert httpx.get(f"{url}/health").status_code == 200 and any(t.is_alive() for t in threads)
         proc.send_signal(signal.SIGTERM)  # while requests are in flight
         for t in threads:
             t.join(120)
