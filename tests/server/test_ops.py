@@ -59,3 +59,20 @@ def test_metrics_count_requests_pairs_and_cache_hits(server, caplog):
     assert lines and "model=tiny" in lines[-1] and "documents=3" in lines[-1] and "latency_ms=" in lines[-1]
     assert "tokens=0" in lines[-1]  # cached: no tokens ran
     assert any("tokens=0" not in line for line in lines)
+
+
+def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path):
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1},
+                                          "broken": {"model": str(tmp_path / "no-such-model")}},
+                               "server": {"preload": False}})
+    with start(config, wait_ready=False) as srv:
+        ready = httpx.get(f"{srv.url}/ready")
+        assert ready.status_code == 503 and ready.json()["models"] == {"tiny": "pending", "broken": "pending"}
+        assert httpx.post(f"{srv.url}/rerank", json={"query": "crocs", "texts": ["crocs clog"]}).status_code == 200
+        broken = httpx.post(f"{srv.url}/v2/rerank", json={"model": "broken", "query": "q", "documents": ["d"]})
+        assert broken.status_code == 503 and "failed to load" in broken.json()["message"]
+        ready = httpx.get(f"{srv.url}/ready")
+        assert ready.status_code == 503 and ready.json()["models"] == {"tiny": "ready", "broken": "failed"}
+        assert "failed" in ready.json()["error"]["message"]

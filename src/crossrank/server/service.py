@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,14 +50,15 @@ class Ranked:
     scores: np.ndarray
     order: list[int]
     result: ScoreResult
-    texts: list[str] = field(default_factory=list)
 
 
 def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, list[str]]:
+    if isinstance(q.query, str) and not q.query.strip():
+        raise ApiError("empty", "query is empty")
     try:
         query = query_text(q.query)
     except InputError as exc:
-        raise ApiError("empty" if q.query == "" or "empty" in str(exc) else "validation", str(exc)) from None
+        raise ApiError("validation", str(exc)) from None
     if not isinstance(q.documents, list):
         raise ApiError("validation", "documents must be a list of strings or objects")
     if not q.documents:
@@ -136,7 +137,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
     order = np.argsort(-result.scores, kind="stable")  # ties keep the caller's order
     if q.top_n is not None:
         order = order[: q.top_n]
-    return Ranked(entry.name, result.scores, order.tolist(), result, texts)
+    return Ranked(entry.name, result.scores, order.tolist(), result)
 
 
 async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any, Any]],
@@ -174,7 +175,7 @@ async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any
         merged.inference_s = max(merged.inference_s, result.inference_s)
         merged.batch_pairs = max(merged.batch_pairs, result.batch_pairs)
     request.state.tokens = merged.tokens
-    return Ranked(entry.name, scores, list(range(len(pairs))), merged, texts)
+    return Ranked(entry.name, scores, list(range(len(pairs))), merged)
 
 
 def respond(request: Request, body: Any, ranked: Ranked) -> JSONResponse:
