@@ -83,6 +83,20 @@ async def load(url: str, path: str, body: dict, concurrency: int, total: int, ti
     return latencies, wall, failures
 
 
+def engine_calls(url: str) -> tuple[float, float]:
+    """(engine calls, pairs) so far, from crossrank's /metrics: their ratio is the coalesced batch size."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls = pairs = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "crossrank_batch_pairs_count":
+                calls += sample.value
+            elif sample.name == "crossrank_batch_pairs_sum":
+                pairs += sample.value
+    return calls, pairs
+
+
 def start_server(model: str | None, quantize: str | None, port: int, log: Path) -> subprocess.Popen:
     lines = ["models:", "  bench:", f"    model: {model or 'minilm-l6-untrained'}"]
     if quantize:
@@ -145,11 +159,15 @@ def main() -> None:
                 asyncio.run(load(url, path, body, 1, 2, 600))  # warm-up
                 for c in args.concurrency:
                     total = max(8, c * args.rounds)
+                    before = engine_calls(url) if name == "crossrank" else (0.0, 0.0)
                     lat, wall, failures = asyncio.run(load(url, path, body, c, total, 600))
+                    after = engine_calls(url) if name == "crossrank" else (0.0, 0.0)
+                    merged = (after[1] - before[1]) / max(1.0, after[0] - before[0])
                     ms = np.asarray(lat) * 1000
                     print(f"{name:<10} c={c:<3} {n:>4} docs  {total:>4} requests  p50 {np.percentile(ms, 50):8.1f} ms"
                           f"  p99 {np.percentile(ms, 99):8.1f} ms  {total * n / wall:7.1f} pairs/s"
                           f"  (engine one call {engine[n][1]:.1f}, merged {engine[n][2]:.1f} pairs/s)"
+                          + (f"  {merged:.0f} pairs/engine call" if name == "crossrank" else "")
                           + (f"  FAILURES {len(failures)}: {failures[0]}" if failures else ""))
     finally:
         proc.send_signal(signal.SIGTERM)
