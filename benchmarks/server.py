@@ -152,12 +152,15 @@ def main() -> None:
     if args.infinity_url:
         targets.append(("infinity", args.infinity_url.rstrip("/"), "/rerank", args.infinity_model))
     try:
-        for name, url, path, model in targets:
-            for n in args.docs:
-                docs = texts(args.kind, n, words)
-                body = {"model": model, "query": QUERY, "documents": docs, "return_documents": False}
-                asyncio.run(load(url, path, body, 1, 2, 600))  # warm-up
-                for c in args.concurrency:
+        # Targets alternate point by point so a change in background load hits both alike.
+        for n in args.docs:
+            docs = texts(args.kind, n, words)
+            for name, url, path, model in targets:
+                warm = {"model": model, "query": QUERY, "documents": docs, "return_documents": False}
+                asyncio.run(load(url, path, warm, 1, 2, 600))
+            for c in args.concurrency:
+                for name, url, path, model in targets:
+                    body = {"model": model, "query": QUERY, "documents": docs, "return_documents": False}
                     total = max(8, c * args.rounds)
                     before = engine_calls(url) if name == "crossrank" else (0.0, 0.0)
                     lat, wall, failures = asyncio.run(load(url, path, body, c, total, 600))
@@ -168,7 +171,7 @@ def main() -> None:
                           f"  p99 {np.percentile(ms, 99):8.1f} ms  {total * n / wall:7.1f} pairs/s"
                           f"  (engine one call {engine[n][1]:.1f}, merged {engine[n][2]:.1f} pairs/s)"
                           + (f"  {merged:.0f} pairs/engine call" if name == "crossrank" else "")
-                          + (f"  FAILURES {len(failures)}: {failures[0]}" if failures else ""))
+                          + (f"  FAILURES {len(failures)}: {failures[0]}" if failures else ""), flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
