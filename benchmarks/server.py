@@ -155,7 +155,7 @@ def main() -> None:
         # Targets alternate point by point so a change in background load hits both alike.
         for n in args.docs:
             docs = texts(args.kind, n, words)
-            for name, url, path, model in targets:
+            for _name, url, path, model in targets:
                 warm = {"model": model, "query": QUERY, "documents": docs, "return_documents": False}
                 asyncio.run(load(url, path, warm, 1, 2, 600))
             for c in args.concurrency:
