@@ -7,7 +7,7 @@ import pytest
 
 from crossrank import CrossEncoder, InputError
 from crossrank.server.batcher import Batcher, BatcherClosed
-from crossrank.server.cache import ScoreCache
+from crossrank.server.cache import ScoreCache, cache_key
 
 DOCS = ["crocs kids clog", "aircraft wing lift", "the best red shoe", "running shoe for kids", "heat flow"]
 
@@ -92,9 +92,10 @@ def test_cache_serves_repeats_without_the_engine(encoder):
 
 def test_cache_evicts_least_recently_used():
     cache = ScoreCache(2)
-    keys = [("m", "raw", 1, "q", t) for t in "abc"]
+    keys = [cache_key("m", "raw", 1, "q", t) for t in "abc"]
     cache.put_many(keys[:2], [1.0, 2.0])
     assert cache.get_many([keys[0]]) == [1.0]  # a is now the most recent
     cache.put_many([keys[2]], [3.0])
     assert cache.get_many(keys) == [1.0, None, 3.0]
     assert (cache.hits, cache.misses) == (3, 1)
+    assert cache_key("m", "raw", 1, "ab", "c") != cache_key("m", "raw", 1, "a", "bc")

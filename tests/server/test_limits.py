@@ -17,8 +17,9 @@ async def _fire(url: str, n: int, body: dict) -> list[httpx.Response]:
 
 
 def test_overload_is_429_with_retry_after(start, tiny_config):
-    with start(tiny_config(max_concurrent_requests=1)) as srv:
-        responses = asyncio.run(_fire(srv.url, 6, {"query": "crocs", "texts": LONG}))
+    with start(tiny_config(max_concurrent_requests=1, max_documents=4000, max_body_bytes=10_000_000)) as srv:
+        # Each request is 2000 documents in several windows: it is still in flight when the others arrive.
+        responses = asyncio.run(_fire(srv.url, 6, {"model": "tiny-chunked", "query": "crocs", "texts": LONG * 10}))
     statuses = sorted(r.status_code for r in responses)
     assert statuses[0] == 200 and 429 in statuses and set(statuses) <= {200, 429}
     refused = next(r for r in responses if r.status_code == 429)
@@ -26,8 +27,10 @@ def test_overload_is_429_with_retry_after(start, tiny_config):
 
 
 def test_request_timeout_is_504_json(start, tiny_config):
-    with start(tiny_config(request_timeout_s=0.001)) as srv:
-        response = httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny", "query": "crocs", "documents": LONG})
+    # 4000 documents x 4 windows of 64 tokens: far more than a millisecond of work even on the tiny model.
+    with start(tiny_config(request_timeout_s=0.001, max_documents=4000, max_body_bytes=10_000_000)) as srv:
+        response = httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny-chunked", "query": "crocs",
+                                                             "documents": LONG * 20}, timeout=60)
         assert response.status_code == 504 and "longer than" in response.json()["message"]
         assert httpx.get(f"{srv.url}/health").status_code == 200  # the server lives on
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crossrank.engine import CrossEncoder, ScoreStats
-from crossrank.server.cache import CacheKey, ScoreCache
+from crossrank.server.cache import CacheKey, ScoreCache, cache_key
 
 log = logging.getLogger("crossrank.server")
 
@@ -156,9 +156,13 @@ class Batcher:
     def _score_merged(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
         activation, chunks = jobs[0].activation, jobs[0].chunks
-        keys: list[list[CacheKey]] = [[(self.name, activation, chunks, j.query, t) for t in j.texts] for j in jobs]
-        cached = [self.cache.get_many(k) if self.cache is not None else [None] * len(k) for k in keys]
-        missing = [[i for i, v in enumerate(c) if v is None] for c in cached]
+        keys: list[list[CacheKey]] = (
+            [[cache_key(self.name, activation, chunks, j.query, t) for t in j.texts] for j in jobs]
+            if self.cache is not None else [[] for _ in jobs])
+        cached = [self.cache.get_many(k) if self.cache is not None else [None] * len(j.texts)
+                  for j, k in zip(jobs, keys, strict=True)]
+        missing = ([[i for i, v in enumerate(c) if v is None] for c in cached] if self.cache is not None
+                   else [list(range(len(j.texts))) for j in jobs])
         pairs = [(j.query, j.texts[i]) for j, miss in zip(jobs, missing, strict=True) for i in miss]
         if pairs:
             scores, stats = self.encoder.score_with_stats(pairs, activation=activation, max_chunks_per_doc=chunks)
@@ -171,10 +175,14 @@ class Batcher:
             own = scores[offset:offset + len(miss)]
             tokens = int(stats.pair_tokens[offset:offset + len(miss)].sum()) if len(miss) else 0
             offset += len(miss)
-            out = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
-            out[miss] = own
+            hits = len(found) - len(miss)
+            if hits:
+                out = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
+                out[miss] = own
+            else:
+                out = own.astype(np.float64)
             if self.cache is not None and miss:
                 self.cache.put_many([key[i] for i in miss], own.tolist())
             job.future.set_result(ScoreResult(
                 scores=out, tokens=tokens, queue_s=started - job.enqueued, tokenize_s=stats.tokenize_s,
-                inference_s=stats.inference_s, batch_pairs=len(pairs), cache_hits=len(found) - len(miss)))
+                inference_s=stats.inference_s, batch_pairs=len(pairs), cache_hits=hits))

@@ -79,9 +79,9 @@ class ModelRegistry:
                 if encoder.num_labels != 1:
                     raise CrossrankError(f"it has {encoder.num_labels} labels; the server serves one-score rerankers")
                 encoder.score([("warm up", "the first call builds the tokenizer's truncation state")])
-            except CrossrankError as exc:
-                entry.state, entry.error = "failed", str(exc)
-                log.error("model=%s state=failed error=%s", entry.name, exc)
+            except Exception as exc:  # noqa: BLE001 - a runtime's own error must not leave the entry "loading"
+                entry.state, entry.error = "failed", str(exc) if isinstance(exc, CrossrankError) else repr(exc)
+                log.error("model=%s state=failed error=%s", entry.name, entry.error)
                 return
             s = self.config.server
             entry.batcher = Batcher(entry.name, encoder, max_batch_pairs=s.max_batch_pairs,
