@@ -70,6 +70,7 @@ def test_jina_shape_and_long_documents(server):
     ({"model": "tiny", "query": 7, "documents": ["a"]}, 422),
     ({"model": "tiny", "query": "q", "documents": ["a"], "top_n": 0}, 422),
     ({"model": "tiny", "query": "q", "documents": [{"x": 1}]}, 422),
+    ({"model": "tiny", "query": "q", "documents": [{"text": "a"}], "rank_fields": []}, 422),
     ({"model": "tiny", "query": "q", "documents": ["a"] * 201}, 413),
     ({"model": "tiny", "query": "q", "documents": ["a"], "max_chunks_per_doc": 99}, 422),
 ])

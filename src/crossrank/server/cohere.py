@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from crossrank.server.errors import ApiError, cohere_body
+from crossrank.server.errors import cohere_body
 from crossrank.server.service import Ranked, RerankQuery, rerank, respond
 
 router = APIRouter(tags=["cohere / jina"])
@@ -58,8 +58,6 @@ def _body(ranked: Ranked, documents: list, return_documents: bool, version: str)
 
 
 async def _handle(request: Request, body: CohereRerankRequest, version: str) -> JSONResponse:
-    if body.rank_fields is not None and not body.rank_fields:
-        raise ApiError("validation", "rank_fields is empty")
     ranked = await rerank(request, RerankQuery(
         query=body.query, documents=body.documents, model=body.model, fields=body.rank_fields,
         max_chunks=body.max_chunks_per_doc, max_tokens_per_doc=body.max_tokens_per_doc, top_n=body.top_n))

@@ -59,6 +59,8 @@ def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, lis
         query = query_text(q.query)
     except InputError as exc:
         raise ApiError("validation", str(exc)) from None
+    if q.fields is not None and not q.fields:
+        raise ApiError("validation", "the list of fields to rank on is empty")
     if not isinstance(q.documents, list):
         raise ApiError("validation", "documents must be a list of strings or objects")
     if not q.documents:
