@@ -36,6 +36,10 @@ def serve(
     cfg.server.host = host or cfg.server.host
     cfg.server.port = port if port is not None else cfg.server.port
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not cfg.server.api_keys and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("crossrank.server").warning(
+            "serving on %s without API keys: anyone who can reach this address can use the models",
+            cfg.server.host)
     # uvicorn handles SIGTERM/SIGINT: stop accepting, finish in-flight requests, then the app's
     # lifespan drains the batchers.
     uvicorn.run(create_app(cfg), host=cfg.server.host, port=cfg.server.port, log_level=log_level,

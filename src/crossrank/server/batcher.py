@@ -113,45 +113,55 @@ class Batcher:
         return item
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        while True:
             first = self._take(True)
             if first is _STOP:
-                break
-            jobs: list[_Job] = [first]  # type: ignore[list-item]
-            pairs = len(first.texts)  # type: ignore[attr-defined]
-            deadline = time.perf_counter() + (self.max_wait_s if self._last_merged > 1 else 0.0)
-            while pairs < self.max_batch_pairs:
-                try:
-                    remaining = deadline - time.perf_counter()
-                    nxt = self._take(True, remaining) if remaining > 0 else self._take(False)
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                jobs.append(nxt)  # type: ignore[arg-type]
-                pairs += len(nxt.texts)  # type: ignore[attr-defined]
-            self._last_merged = len(jobs)
+                return
+            jobs, stopping = self._collect(first)  # type: ignore[arg-type]
             live = [j for j in jobs if j.future.set_running_or_notify_cancel()]  # timed-out callers cancel
             groups: dict[tuple[str, int], list[_Job]] = {}
             for job in live:
                 groups.setdefault((job.activation, job.chunks), []).append(job)
             for group in groups.values():
                 self._score_group(group)
+            if stopping:
+                return
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """``first`` plus what is queued (or arrives within the wait), up to ``max_batch_pairs``."""
+        jobs, pairs = [first], len(first.texts)
+        deadline = time.perf_counter() + (self.max_wait_s if self._last_merged > 1 else 0.0)
+        stopping = False
+        while pairs < self.max_batch_pairs:
+            try:
+                remaining = deadline - time.perf_counter()
+                nxt = self._take(True, remaining) if remaining > 0 else self._take(False)
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                stopping = True
+                break
+            jobs.append(nxt)  # type: ignore[arg-type]
+            pairs += len(nxt.texts)  # type: ignore[attr-defined]
+        self._last_merged = len(jobs)
+        return jobs, stopping
 
     def _score_group(self, jobs: list[_Job]) -> None:
         try:
             self._score_merged(jobs)
         except Exception as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
             if len(jobs) == 1:
-                jobs[0].future.set_exception(exc)
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(exc)
                 return
             for job in jobs:
+                if job.future.done():
+                    continue
                 try:
                     self._score_merged([job])
                 except Exception as one:  # noqa: BLE001
-                    job.future.set_exception(one)
+                    if not job.future.done():
+                        job.future.set_exception(one)
 
     def _score_merged(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
