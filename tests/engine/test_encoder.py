@@ -120,3 +120,16 @@ def test_activation_default_is_sigmoid_for_one_label(tiny_model):
     raw = CrossEncoder(tiny_model, activation="raw").score([("crocs", "clog")])
     default = CrossEncoder(tiny_model).score([("crocs", "clog")])
     np.testing.assert_allclose(default, 1 / (1 + np.exp(-raw)), atol=1e-6)
+
+
+def test_pair_tokens_count_each_pairs_rows(tiny_model, ce):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    pairs = [("crocs", "crocs kids clog"), ("aircraft wing", "lift"), ("crocs", "crocs kids clog")]
+    _, stats = ce.score_with_stats(pairs)
+    expected = [len(tok(q, d)["input_ids"]) for q, d in pairs]
+    assert stats.pair_tokens.tolist() == expected
+    assert stats.tokens == sum(expected[:2])  # the duplicate pair is scored once
+    _, chunked = ce.score_with_stats([("crocs", "crocs " * 200)], max_chunks_per_doc=3)
+    assert chunked.rows == 3 and chunked.pair_tokens.tolist() == [chunked.tokens]

@@ -102,9 +102,10 @@ def bench(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (one per layer) add themselves here."""
-    from crossrank.cli import batch, evaluate, retrieval
+    from crossrank.cli import batch, evaluate, retrieval, serve
 
     retrieval.register(app)
+    serve.register(app)
     batch.register(app)
     evaluate.register(app)
 

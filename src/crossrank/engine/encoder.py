@@ -38,6 +38,9 @@ class ScoreStats:
     tokens: int = 0
     padded_tokens: int = 0
     batches: list[int] = field(default_factory=list)
+    #: tokens each input pair cost (all its windows), in the caller's order: lets a caller that
+    #: merged several requests into one call (the server's batcher) report each request's share.
+    pair_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     tokenize_s: float = 0.0
     inference_s: float = 0.0
 
@@ -239,6 +242,7 @@ class CrossEncoder:
         enc = self.tokenizer.encode(uq, ud, max_chunks=chunks, overlap=self.chunk_overlap)
         stats.tokenize_s = time.perf_counter() - t0
         stats.rows, stats.tokens = enc.rows, int(enc.lengths.sum())
+        stats.pair_tokens = np.bincount(enc.owner, weights=enc.lengths, minlength=len(unique)).astype(np.int64)[slot]
         row_logits = np.empty((enc.rows, self.num_labels), dtype=np.float32)
         t1 = time.perf_counter()
         for rows in plan(enc.lengths, self.max_batch_tokens, self.max_batch_size):

@@ -1,0 +1,181 @@
+"""Run: HF_HUB_OFFLINE=1 python benchmarks/server.py [--model M] [--concurrency 1 8 32] [--docs 10 100]
+
+Load test of ``crossrank serve`` on loopback: a bounded async-httpx load generator (``c`` clients,
+each sending its next request when the last one returns) against ``/v2/rerank``, at each
+concurrency and documents-per-request; p50/p99 latency and pairs/s. In the same run and before the
+server starts, the engine's in-process figures on the same texts: one request's documents in one
+``score`` call, and ``c`` requests' documents merged in one call (what dynamic batching can reach).
+``--infinity-url`` adds a running Infinity server (its Cohere-style ``/rerank``) as the peer.
+
+The server, the load generator and anything else on the machine share its cores: on a small VM the
+generator's own CPU use is part of what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from crossrank.bench.latency import QUERY, corpus_words, texts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def engine_figures(model: str | None, quantize: str | None, docs: list[str], merged: int, repeats: int) -> tuple:
+    """p50 ms of one request's documents in one call, and pairs/s of ``merged`` requests in one call."""
+    from crossrank import CrossEncoder
+
+    ce = CrossEncoder(model, quantize=quantize)
+    pairs = [(QUERY, d) for d in docs]
+    ce.score(pairs)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        ce.score(pairs)
+        times.append(time.perf_counter() - t)
+    # Distinct queries so the engine's dedupe cannot shortcut the merged call.
+    merged_pairs = [(f"{QUERY} {i}", d) for i in range(merged) for d in docs]
+    t = time.perf_counter()
+    ce.score(merged_pairs)
+    merged_s = time.perf_counter() - t
+    return statistics.median(times) * 1000, len(pairs) / statistics.median(times), len(merged_pairs) / merged_s
+
+
+async def load(url: str, path: str, body: dict, concurrency: int, total: int, timeout: float) -> tuple:
+    """``total`` requests from ``concurrency`` clients; latencies (s), wall time (s) and failures."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    sent = 0
+
+    async def client(http: httpx.AsyncClient, worker: int) -> None:
+        nonlocal sent
+        while sent < total:
+            sent += 1
+            request = {**body, "query": f"{body['query']} {worker}-{sent}"}  # distinct: no cache, no dedupe
+            t = time.perf_counter()
+            response = await http.post(f"{url}{path}", json=request)
+            latencies.append(time.perf_counter() - t)
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.text[:100]}")
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http, w) for w in range(concurrency)))
+        wall = time.perf_counter() - start
+    return latencies, wall, failures
+
+
+def engine_calls(url: str) -> tuple[float, float]:
+    """(engine calls, pairs) so far, from crossrank's /metrics: their ratio is the coalesced batch size."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls = pairs = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "crossrank_batch_pairs_count":
+                calls += sample.value
+            elif sample.name == "crossrank_batch_pairs_sum":
+                pairs += sample.value
+    return calls, pairs
+
+
+def start_server(model: str | None, quantize: str | None, port: int, log: Path) -> subprocess.Popen:
+    lines = ["models:", "  bench:", f"    model: {model or 'minilm-l6-untrained'}"]
+    if quantize:
+        lines.append(f"    quantize: {quantize}")
+    lines += ["server:", "  request_timeout_s: 600", "  max_concurrent_requests: 256"]
+    config = Path(tempfile.mkdtemp()) / "crossrank.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--config", str(config),
+                                 "--port", str(port), "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server was not ready in 300 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="hub id / path / built-in (default minilm-l6-untrained)")
+    parser.add_argument("--quantize", default=None, choices=[None, "int8"])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--docs", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--kind", default="titles", choices=["titles", "passages"])
+    parser.add_argument("--rounds", type=int, default=2, help="requests per client per point (at least 8 in all)")
+    parser.add_argument("--infinity-url", default=None, help="a running Infinity server, e.g. http://127.0.0.1:7997")
+    parser.add_argument("--infinity-model", default=None, help="the model id Infinity serves")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    words = corpus_words(None)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with the load generator); "
+          f"model {args.model or 'minilm-l6-untrained'} {args.quantize or 'fp32'}; {args.kind}; query {QUERY!r}")
+    engine = {}
+    for n in args.docs:
+        docs = texts(args.kind, n, words)
+        engine[n] = engine_figures(args.model, args.quantize, docs, merged=max(1, 320 // n), repeats=5)
+        p50, one, merged = engine[n]
+        print(f"engine in-process   {n:>4} docs: one call p50 {p50:8.1f} ms  {one:7.1f} pairs/s; "
+              f"{max(1, 320 // n)} requests merged in one call {merged:7.1f} pairs/s")
+
+    port = free_port()
+    log = Path(tempfile.mkdtemp()) / "serve.log"
+    proc = start_server(args.model, args.quantize, port, log)
+    targets = [("crossrank", f"http://127.0.0.1:{port}", "/v2/rerank", "bench")]
+    if args.infinity_url:
+        targets.append(("infinity", args.infinity_url.rstrip("/"), "/rerank", args.infinity_model))
+    try:
+        # Targets alternate point by point so a change in background load hits both alike.
+        for n in args.docs:
+            docs = texts(args.kind, n, words)
+            for _name, url, path, model in targets:
+                warm = {"model": model, "query": QUERY, "documents": docs, "return_documents": False}
+                asyncio.run(load(url, path, warm, 1, 2, 600))
+            for c in args.concurrency:
+                for name, url, path, model in targets:
+                    body = {"model": model, "query": QUERY, "documents": docs, "return_documents": False}
+                    total = max(8, c * args.rounds)
+                    before = engine_calls(url) if name == "crossrank" else (0.0, 0.0)
+                    lat, wall, failures = asyncio.run(load(url, path, body, c, total, 600))
+                    after = engine_calls(url) if name == "crossrank" else (0.0, 0.0)
+                    merged = (after[1] - before[1]) / max(1.0, after[0] - before[0])
+                    ms = np.asarray(lat) * 1000
+                    print(f"{name:<10} c={c:<3} {n:>4} docs  {total:>4} requests  p50 {np.percentile(ms, 50):8.1f} ms"
+                          f"  p99 {np.percentile(ms, 99):8.1f} ms  {total * n / wall:7.1f} pairs/s"
+                          f"  (engine one call {engine[n][1]:.1f}, merged {engine[n][2]:.1f} pairs/s)"
+                          + (f"  {merged:.0f} pairs/engine call" if name == "crossrank" else "")
+                          + (f"  FAILURES {len(failures)}: {failures[0]}" if failures else ""), flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``crossrank serve``: the HTTP server (imports FastAPI/uvicorn only when the command runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crossrank.errors import CrossrankError
+
+
+def serve(
+    config: Annotated[Path | None, typer.Option(help="crossrank.yaml; without it the built-in default model")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1, or server.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8080, or server.port)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn and crossrank log level")] = "info",
+) -> None:
+    """Serve the configured models over the Cohere, Jina, TEI, Metarank and plain rerank APIs."""
+    import logging
+
+    try:
+        import uvicorn
+
+        from crossrank.server.app import create_app
+        from crossrank.server.config import load_config
+    except ImportError as exc:
+        typer.echo(f"error: the server needs its extra ({exc.name} is missing): pip install 'crossrank[server]'",
+                   err=True)
+        raise typer.Exit(2) from None
+    try:
+        cfg = load_config(config)
+    except CrossrankError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    cfg.server.host = host or cfg.server.host
+    cfg.server.port = port if port is not None else cfg.server.port
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not cfg.server.api_keys and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("crossrank.server").warning(
+            "serving on %s without API keys: anyone who can reach this address can use the models",
+            cfg.server.host)
+    # uvicorn handles SIGTERM/SIGINT: stop accepting, finish in-flight requests, then the app's
+    # lifespan drains the batchers.
+    uvicorn.run(create_app(cfg), host=cfg.server.host, port=cfg.server.port, log_level=log_level,
+                timeout_graceful_shutdown=int(cfg.server.request_timeout_s) + 5)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the CLI."""
+    app.command()(serve)

@@ -1,0 +1,198 @@
+"""The FastAPI app: routes from the dialect modules, limits, auth, errors, logs, metrics, lifecycle.
+
+``create_app(config)`` is the whole server; ``crossrank serve`` hands it to uvicorn. Errors of
+every kind leave as JSON in the dialect of the route; a request never meets a bare 500 page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crossrank import __version__
+from crossrank.server import cohere, metarank, plain, tei
+from crossrank.server.auth import require_api_key
+from crossrank.server.cache import ScoreCache
+from crossrank.server.config import Config
+from crossrank.server.errors import ApiError, openai_body
+from crossrank.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from crossrank.server.registry import ModelRegistry
+
+log = logging.getLogger("crossrank.server")
+DIALECTS = (cohere, tei, metarank, plain)
+ErrorBody = Callable[[ApiError], dict]
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` with 413 before any parsing (Content-Length or counted)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, render: Callable[[str, ApiError], Response]) -> None:
+        self.app, self.max_bytes, self.render = app, max_bytes, render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        too_big = ApiError("payload_limit", f"the request body is larger than {self.max_bytes} bytes")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self.render(scope["path"], too_big)(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self.render(scope["path"], too_big)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def error_body_for(path: str) -> ErrorBody:
+    """The dialect that owns ``path`` decides the error shape; OpenAI-style for the rest."""
+    for dialect in DIALECTS:
+        for route in dialect.router.routes:
+            template = getattr(route, "path", "")
+            prefix = template.split("{", 1)[0]
+            if path == template or ("{" in template and path.startswith(prefix)):
+                return dialect.error_body
+    return openai_body
+
+
+def render_error(path: str, err: ApiError) -> JSONResponse:
+    return JSONResponse(error_body_for(path)(err), status_code=err.status, headers=err.headers)
+
+
+def create_app(config: Config) -> FastAPI:
+    """The server for ``config``: models load at startup (``server.preload``) or on first use."""
+    metrics = Metrics()
+    cache = ScoreCache(config.server.cache_size) if config.server.cache_size else None
+    registry = ModelRegistry(config, metrics, cache)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if config.server.preload:
+            threading.Thread(target=registry.load_all, name="crossrank-load", daemon=True).start()
+        yield
+        # uvicorn has stopped accepting and let in-flight requests finish; drain what is queued.
+        await asyncio.to_thread(registry.close, config.server.request_timeout_s)
+
+    app = FastAPI(title="crossrank", version=__version__, lifespan=lifespan,
+                  description="Cross-encoder reranking: Cohere, Jina, TEI, Metarank and plain APIs.")
+    app.state.config = config
+    app.state.metrics = metrics
+    app.state.registry = registry
+    app.state.in_flight = 0
+    metrics.in_flight.set_function(lambda: app.state.in_flight)
+
+    for dialect in DIALECTS:
+        app.include_router(dialect.router, dependencies=[Depends(require_api_key)])
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return render_error(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return render_error(request.url.path, ApiError("validation", "invalid request: " + "; ".join(problems)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers a body it cannot decode (invalid UTF-8) with a 400: a validation error too.
+        kind = {400: "validation", 404: "not_found", 401: "unauthorized", 413: "payload_limit"}.get(
+            exc.status_code, "bad_request")
+        err = ApiError(kind, str(exc.detail))
+        response = render_error(request.url.path, err)
+        response.status_code = exc.status_code  # e.g. 405 keeps its status, in our JSON shape
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        body = error_body_for(request.url.path)(ApiError("backend", f"internal error: {type(exc).__name__}"))
+        return JSONResponse(body, status_code=500)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.started = time.perf_counter()
+        response = await call_next(request)
+        model = getattr(request.state, "model", None)
+        if model is not None:  # a scoring route: one log line and the request metrics
+            route = getattr(request.scope.get("route"), "path", request.url.path)
+            latency = time.perf_counter() - request.state.started
+            metrics.requests.labels(route, model, str(response.status_code)).inc()
+            metrics.latency.labels(route, model).observe(latency)
+            log.info("request route=%s model=%s documents=%s tokens=%s status=%d latency_ms=%.1f", route, model,
+                     getattr(request.state, "documents", 0), getattr(request.state, "tokens", 0),
+                     response.status_code, latency * 1000)
+        return response
+
+    app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error)
+
+    @app.get("/health", tags=["ops"], summary="The process is up")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], summary="Every model is loaded")
+    async def ready() -> JSONResponse:
+        models = {e.name: e.state for e in registry.entries.values()}
+        if registry.ready:
+            return JSONResponse({"status": "ready", "models": models})
+        failed = [n for n, s in models.items() if s == "failed"]
+        message = f"models failed to load: {failed}" if failed else "models are loading"
+        return JSONResponse({**openai_body(ApiError("unhealthy", message)), "models": models}, status_code=503)
+
+    @app.get("/info", tags=["ops"], summary="Models, backends, limits, version",
+             dependencies=[Depends(require_api_key)])
+    async def info() -> dict[str, Any]:
+        s = config.server
+        return {
+            "version": __version__,
+            "default_model": config.default_model,
+            "models": registry.describe(),
+            "limits": {"max_documents": s.max_documents, "max_body_bytes": s.max_body_bytes,
+                       "max_text_chars": s.max_text_chars, "max_concurrent_requests": s.max_concurrent_requests,
+                       "max_chunks_per_doc": s.max_chunks_per_doc, "request_timeout_s": s.request_timeout_s},
+            "batching": {"max_batch_pairs": s.max_batch_pairs, "batch_wait_ms": s.batch_wait_ms},
+            "cache": {"size": s.cache_size, "entries": len(cache) if cache else 0,
+                      "hits": cache.hits if cache else 0, "misses": cache.misses if cache else 0},
+            "auth": bool(s.api_keys),
+        }
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

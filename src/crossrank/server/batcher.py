@@ -1,0 +1,198 @@
+"""Dynamic batching: one worker thread per model owns a queue; requests await futures.
+
+Concurrent requests are coalesced into one engine call (the engine then packs the merged pairs
+into token-budget batches, which is where coalescing pays: fewer, fuller batches). The worker
+takes every job already queued; when the last call merged several jobs (evidence of concurrent
+load) it also waits up to ``max_wait_s`` for more, so a lone client never pays that wait.
+A merged call holds at most ``max_batch_pairs`` pairs, except that one big request always goes
+whole (the engine splits it into batches itself).
+
+The event loop never runs inference: ``submit`` only enqueues and returns a
+``concurrent.futures.Future``. ``close`` stops new work and drains what was queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crossrank.engine import CrossEncoder, ScoreStats
+from crossrank.server.cache import CacheKey, ScoreCache, cache_key
+
+log = logging.getLogger("crossrank.server")
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher is shutting down and takes no new jobs."""
+
+
+@dataclass
+class ScoreResult:
+    """One request's scores and what they cost; times are those of the engine call it rode in."""
+
+    scores: np.ndarray
+    tokens: int = 0
+    queue_s: float = 0.0
+    tokenize_s: float = 0.0
+    inference_s: float = 0.0
+    batch_pairs: int = 0
+    cache_hits: int = 0
+
+
+@dataclass
+class _Job:
+    query: str
+    texts: list[str]
+    activation: str
+    chunks: int
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+_STOP = object()
+BatchHook = Callable[[ScoreStats], None]
+
+
+class Batcher:
+    """The queue and worker thread of one model."""
+
+    def __init__(self, name: str, encoder: CrossEncoder, *, max_batch_pairs: int = 256, max_wait_s: float = 0.002,
+                 cache: ScoreCache | None = None, on_batch: BatchHook | None = None) -> None:
+        self.name = name
+        self.encoder = encoder
+        self.max_batch_pairs = max_batch_pairs
+        self.max_wait_s = max_wait_s
+        self.cache = cache
+        self.on_batch = on_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._depth = 0  # jobs queued, not yet taken by the worker
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last_merged = 1
+        self._thread = threading.Thread(target=self._run, name=f"crossrank-batcher-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for the worker (the queue-depth gauge)."""
+        return self._depth
+
+    def submit(self, query: str, texts: list[str], *, activation: str, chunks: int) -> Future:
+        """Enqueue one request; the future resolves to a :class:`ScoreResult` or the engine's exception."""
+        job = _Job(query, texts, activation, chunks)
+        with self._lock:
+            if self._closed:
+                raise BatcherClosed(f"model {self.name!r} is shutting down")
+            self._depth += 1
+            self._queue.put(job)
+        return job.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take no new jobs, finish every queued one, stop the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # -- worker ------------------------------------------------------------------------------
+
+    def _take(self, block: bool, timeout: float | None = None) -> object:
+        item = self._queue.get(block, timeout)
+        if item is not _STOP:
+            with self._lock:
+                self._depth -= 1
+        return item
+
+    def _run(self) -> None:
+        while True:
+            first = self._take(True)
+            if first is _STOP:
+                return
+            jobs, stopping = self._collect(first)  # type: ignore[arg-type]
+            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]  # timed-out callers cancel
+            groups: dict[tuple[str, int], list[_Job]] = {}
+            for job in live:
+                groups.setdefault((job.activation, job.chunks), []).append(job)
+            for group in groups.values():
+                self._score_group(group)
+            if stopping:
+                return
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """``first`` plus what is queued (or arrives within the wait), up to ``max_batch_pairs``."""
+        jobs, pairs = [first], len(first.texts)
+        deadline = time.perf_counter() + (self.max_wait_s if self._last_merged > 1 else 0.0)
+        stopping = False
+        while pairs < self.max_batch_pairs:
+            try:
+                remaining = deadline - time.perf_counter()
+                nxt = self._take(True, remaining) if remaining > 0 else self._take(False)
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                stopping = True
+                break
+            jobs.append(nxt)  # type: ignore[arg-type]
+            pairs += len(nxt.texts)  # type: ignore[attr-defined]
+        self._last_merged = len(jobs)
+        return jobs, stopping
+
+    def _score_group(self, jobs: list[_Job]) -> None:
+        try:
+            self._score_merged(jobs)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(exc)
+                return
+            for job in jobs:
+                if job.future.done():
+                    continue
+                try:
+                    self._score_merged([job])
+                except Exception as one:  # noqa: BLE001
+                    if not job.future.done():
+                        job.future.set_exception(one)
+
+    def _score_merged(self, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
+        activation, chunks = jobs[0].activation, jobs[0].chunks
+        keys: list[list[CacheKey]] = (
+            [[cache_key(self.name, activation, chunks, j.query, t) for t in j.texts] for j in jobs]
+            if self.cache is not None else [[] for _ in jobs])
+        cached = [self.cache.get_many(k) if self.cache is not None else [None] * len(j.texts)
+                  for j, k in zip(jobs, keys, strict=True)]
+        missing = ([[i for i, v in enumerate(c) if v is None] for c in cached] if self.cache is not None
+                   else [list(range(len(j.texts))) for j in jobs])
+        pairs = [(j.query, j.texts[i]) for j, miss in zip(jobs, missing, strict=True) for i in miss]
+        if pairs:
+            scores, stats = self.encoder.score_with_stats(pairs, activation=activation, max_chunks_per_doc=chunks)
+            if self.on_batch is not None:
+                self.on_batch(stats)
+        else:  # every score came from the cache
+            scores, stats = np.zeros(0, dtype=np.float32), ScoreStats()
+        offset = 0
+        for job, key, found, miss in zip(jobs, keys, cached, missing, strict=True):
+            own = scores[offset:offset + len(miss)]
+            tokens = int(stats.pair_tokens[offset:offset + len(miss)].sum()) if len(miss) else 0
+            offset += len(miss)
+            hits = len(found) - len(miss)
+            if hits:
+                out = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
+                out[miss] = own
+            else:
+                out = own.astype(np.float64)
+            if self.cache is not None and miss:
+                self.cache.put_many([key[i] for i in miss], own.tolist())
+            job.future.set_result(ScoreResult(
+                scores=out, tokens=tokens, queue_s=started - job.enqueued, tokenize_s=stats.tokenize_s,
+                inference_s=stats.inference_s, batch_pairs=len(pairs), cache_hits=hits))

@@ -1,0 +1,188 @@
+"""Server configuration: typed dataclasses are the single source of truth; YAML and CLI flags map onto them.
+
+``${VAR}`` and ``${VAR:-default}`` expand from the environment *after* parsing: before parsing,
+each reference becomes an inert placeholder (so ``[${KEY}]`` is valid YAML and an environment
+value can never inject YAML structure), and placeholders in string values are then replaced by
+the variables' values. An unset variable
+without a default expands to the empty string, so ``api_keys: [${CROSSRANK_API_KEY}]`` means
+"no auth" when the variable is unset: empty keys are dropped, never accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import CrossrankError
+
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+DEFAULT_MODEL_NAME = "default"
+
+
+class ConfigError(CrossrankError):
+    """The server configuration is invalid; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    """One served model: where it comes from and how the engine runs it."""
+
+    model: str | None = None  # hub id, local path, export or built-in name; None is the built-in default
+    backend: str = "auto"
+    quantize: str | None = None
+    max_length: int | None = None
+    threads: int | None = None
+    max_batch_tokens: int | None = None
+    max_chunks_per_doc: int = 1
+
+
+@dataclass
+class ServerConfig:
+    """Limits and behaviour of the HTTP server (all per process)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: list[str] = field(default_factory=list)
+    max_documents: int = 1000
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_text_chars: int = 100_000
+    max_concurrent_requests: int = 64
+    max_chunks_per_doc: int = 8  # the most windows a client may ask for per document
+    request_timeout_s: float = 30.0
+    batch_wait_ms: float = 2.0  # how long the batcher waits for more requests to coalesce
+    max_batch_pairs: int = 256  # pairs per coalesced engine call (one big request may exceed it alone)
+    cache_size: int = 0  # LRU entries of (model, activation, chunks, query, text) -> score; 0 disables
+    preload: bool = True  # load every model at startup (/ready waits for them) or on first use
+    default_model: str | None = None  # the model for requests that name none; the first one if unset
+
+
+@dataclass
+class Config:
+    models: dict[str, ModelConfig] = field(default_factory=lambda: {DEFAULT_MODEL_NAME: ModelConfig()})
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @property
+    def default_model(self) -> str:
+        return self.server.default_model or next(iter(self.models))
+
+    def validate(self) -> Config:
+        if not self.models:
+            raise ConfigError("models: at least one model is needed")
+        if self.server.default_model and self.server.default_model not in self.models:
+            raise ConfigError(f"server.default_model {self.server.default_model!r} is not in models")
+        for key in ("max_documents", "max_body_bytes", "max_text_chars", "max_concurrent_requests",
+                    "max_chunks_per_doc", "max_batch_pairs"):
+            if getattr(self.server, key) < 1:
+                raise ConfigError(f"server.{key} must be >= 1")
+        if self.server.request_timeout_s <= 0 or self.server.batch_wait_ms < 0 or self.server.cache_size < 0:
+            raise ConfigError("server.request_timeout_s must be > 0, batch_wait_ms and cache_size >= 0")
+        for name, m in self.models.items():
+            if m.backend not in ("auto", "onnx", "torch"):
+                raise ConfigError(f"models.{name}.backend must be auto, onnx or torch, got {m.backend!r}")
+            if m.quantize not in (None, "int8"):
+                raise ConfigError(f"models.{name}.quantize must be int8 or absent, got {m.quantize!r}")
+        self.server.api_keys = [k for k in self.server.api_keys if k]
+        return self
+
+
+def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        return ENV_VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    out = cls()
+    for key, value in data.items():
+        default = getattr(out, key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            try:
+                value = type(default)(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}.{key} must be a number, got {value!r}") from None
+        elif isinstance(default, list):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}.{key} must be a list")
+            value = [str(v) for v in value if v is not None]
+        elif value is not None and key in ("model", "quantize", "default_model", "backend", "host"):
+            value = str(value)
+        setattr(out, key, value)
+    return out
+
+
+def config_from_dict(data: dict[str, Any] | None, environ: dict[str, str] | None = None) -> Config:
+    data = expand_env(data or {}, environ)
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping with 'models' and 'server'")
+    unknown = sorted(set(data) - {"models", "server"})
+    if unknown:
+        raise ConfigError(f"unknown top-level keys {unknown}; expected models, server")
+    models_data = data.get("models")
+    config = Config(server=_build(ServerConfig, data.get("server"), "server"))
+    if models_data is not None:
+        if not isinstance(models_data, dict):
+            raise ConfigError("models must map names to model settings")
+        config.models = {}
+        for name, spec in models_data.items():
+            if isinstance(spec, str):  # shorthand: `name: hub-id`
+                spec = {"model": spec}
+            config.models[str(name)] = _build(ModelConfig, spec, f"models.{name}")
+    return config.validate()
+
+
+def _protect(text: str) -> tuple[str, dict[str, str]]:
+    """Replace each ``${...}`` by a placeholder that YAML reads as a plain scalar anywhere."""
+    refs: dict[str, str] = {}
+
+    def hide(m: re.Match[str]) -> str:
+        token = f"__crossrank_env_{len(refs)}__"
+        refs[token] = m.group(0)
+        return token
+
+    return ENV_VAR.sub(hide, text), refs
+
+
+def _unprotect(value: Any, refs: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return re.sub(r"__crossrank_env_\d+__", lambda m: refs.get(m.group(0), m.group(0)), value)
+    if isinstance(value, list):
+        return [_unprotect(v, refs) for v in value]
+    if isinstance(value, dict):
+        return {k: _unprotect(v, refs) for k, v in value.items()}
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """The configuration in ``path`` (YAML), or the defaults (the built-in model) when ``path`` is None."""
+    if path is None:
+        return Config().validate()
+    import yaml
+
+    try:
+        text, refs = _protect(Path(path).read_text(encoding="utf-8"))
+        data = _unprotect(yaml.safe_load(text), refs)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return config_from_dict(data)

@@ -1,0 +1,119 @@
+"""Models by name, from the configuration only: a request names a model, never a path on disk.
+
+Each model is loaded once (eagerly at startup in a background thread, or on first use) into a
+``CrossEncoder`` plus its :class:`~crossrank.server.batcher.Batcher`. Loading runs off the event
+loop, so /health answers while models load and /ready says when they all have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from crossrank.errors import CrossrankError
+from crossrank.server.batcher import Batcher
+from crossrank.server.cache import ScoreCache
+from crossrank.server.config import Config, ModelConfig
+from crossrank.server.errors import ApiError
+from crossrank.server.metrics import Metrics
+
+log = logging.getLogger("crossrank.server")
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    config: ModelConfig
+    state: str = "pending"  # pending | loading | ready | failed
+    error: str | None = None
+    batcher: Batcher | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelRegistry:
+    """The configured models and their load state."""
+
+    def __init__(self, config: Config, metrics: Metrics, cache: ScoreCache | None = None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.cache = cache
+        self.entries = {name: ModelEntry(name, m) for name, m in config.models.items()}
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        return all(e.state == "ready" for e in self.entries.values())
+
+    def entry(self, name: str | None) -> ModelEntry:
+        """The entry for ``name`` (the default model when None); unknown names are a 404."""
+        name = name or self.config.default_model
+        entry = self.entries.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise ApiError("not_found", f"model {name!r} is not served here; models: {sorted(self.entries)}")
+        return entry
+
+    async def batcher(self, name: str | None) -> Batcher:
+        """The batcher of a model, loading it off the event loop if it is not loaded yet."""
+        entry = self.entry(name)
+        if entry.batcher is None:
+            await asyncio.to_thread(self.load, entry)
+        if entry.batcher is None:
+            raise ApiError("unhealthy", f"model {entry.name!r} failed to load: {entry.error}")
+        return entry.batcher
+
+    def load(self, entry: ModelEntry) -> None:
+        """Load one model (idempotent, thread-safe); a failure is recorded, not raised."""
+        with entry.lock:
+            if entry.batcher is not None or self._closed:
+                return
+            entry.state, entry.error = "loading", None
+            m = entry.config
+            try:
+                from crossrank.engine import CrossEncoder
+
+                encoder = CrossEncoder(m.model, backend=m.backend, quantize=m.quantize, max_length=m.max_length,
+                                       threads=m.threads, max_batch_tokens=m.max_batch_tokens,
+                                       max_chunks_per_doc=m.max_chunks_per_doc)
+                if encoder.num_labels != 1:
+                    raise CrossrankError(f"it has {encoder.num_labels} labels; the server serves one-score rerankers")
+                encoder.score([("warm up", "the first call builds the tokenizer's truncation state")])
+            except Exception as exc:  # noqa: BLE001 - a runtime's own error must not leave the entry "loading"
+                entry.state, entry.error = "failed", str(exc) if isinstance(exc, CrossrankError) else repr(exc)
+                log.error("model=%s state=failed error=%s", entry.name, entry.error)
+                return
+            s = self.config.server
+            entry.batcher = Batcher(entry.name, encoder, max_batch_pairs=s.max_batch_pairs,
+                                    max_wait_s=s.batch_wait_ms / 1000, cache=self.cache,
+                                    on_batch=self.metrics.batch_hook(entry.name))
+            self.metrics.watch_queue(entry.name, lambda: entry.batcher.depth if entry.batcher else 0)
+            entry.state = "ready"
+            log.info("model=%s state=ready source=%s backend=%s precision=%s max_length=%d", entry.name,
+                     encoder.model_name, encoder.backend.name, encoder.backend.precision, encoder.max_length)
+
+    def load_all(self) -> None:
+        for entry in self.entries.values():
+            self.load(entry)
+
+    def describe(self) -> list[dict]:
+        out = []
+        for e in self.entries.values():
+            item: dict = {"name": e.name, "model": e.config.model, "state": e.state}
+            if e.batcher is not None:
+                enc = e.batcher.encoder
+                item.update(source=enc.model_name, backend=enc.backend.name, precision=enc.backend.precision,
+                            device=enc.backend.device, max_length=enc.max_length,
+                            max_chunks_per_doc=enc.max_chunks_per_doc, threads=enc.threads)
+            if e.error:
+                item["error"] = e.error
+            out.append(item)
+        return out
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop loading, drain every batcher (queued requests are answered), stop the workers."""
+        self._closed = True
+        for e in self.entries.values():
+            with e.lock:
+                if e.batcher is not None:
+                    e.batcher.close(timeout)

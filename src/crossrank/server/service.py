@@ -1,0 +1,194 @@
+"""What every dialect shares: validate once, admit or refuse, await the batcher, time it.
+
+Dialect modules turn their request into a :class:`RerankQuery`, call :func:`rerank`, and turn
+the :class:`Ranked` back into their response with :func:`respond`. No dialect validates on its
+own and none computes a score: the activation is a name handed to the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from crossrank.engine.documents import document_texts, query_text
+from crossrank.errors import CrossrankError, InputError
+from crossrank.server.batcher import Batcher, BatcherClosed, ScoreResult
+from crossrank.server.errors import ApiError
+
+log = logging.getLogger("crossrank.server")
+
+
+@dataclass
+class RerankQuery:
+    """A rerank request in no dialect: documents are strings or dicts (read through ``fields``)."""
+
+    query: Any
+    documents: Any
+    model: str | None = None
+    fields: list[str] | None = None
+    raw_scores: bool = False  # engine logits instead of sigmoid probabilities
+    max_chunks: int | None = None  # windows per long document; None: the model's setting
+    max_tokens_per_doc: int | None = None  # Cohere v2: read about this many tokens of each document
+    top_n: int | None = None
+
+
+@dataclass
+class Ranked:
+    """Scores in the caller's order, the best-first order (cut to ``top_n``) and the costs."""
+
+    model: str
+    scores: np.ndarray
+    order: list[int]
+    result: ScoreResult
+
+
+def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, list[str]]:
+    if isinstance(q.query, str) and not q.query.strip():
+        raise ApiError("empty", "query is empty")
+    try:
+        query = query_text(q.query)
+    except InputError as exc:
+        raise ApiError("validation", str(exc)) from None
+    if q.fields is not None and not q.fields:
+        raise ApiError("validation", "the list of fields to rank on is empty")
+    if not isinstance(q.documents, list):
+        raise ApiError("validation", "documents must be a list of strings or objects")
+    if not q.documents:
+        raise ApiError("empty", "the list of documents is empty")
+    if len(q.documents) > max_documents:
+        raise ApiError("payload_limit", f"{len(q.documents)} documents; this server takes at most {max_documents}")
+    try:
+        texts = document_texts(q.documents, q.fields)
+    except InputError as exc:
+        raise ApiError("validation", str(exc)) from None
+    if len(query) > max_chars or any(len(t) > max_chars for t in texts):
+        raise ApiError("payload_limit", f"a query or document is longer than {max_chars} characters")
+    return query, texts
+
+
+@asynccontextmanager
+async def _admitted(request: Request) -> AsyncIterator[None]:
+    """Count the request in flight, or refuse it with 429 when the server is full."""
+    state = request.app.state
+    limit = state.config.server.max_concurrent_requests
+    if state.in_flight >= limit:
+        raise ApiError("overloaded", f"more than {limit} requests in flight; retry", retry_after=1)
+    state.in_flight += 1
+    try:
+        yield
+    finally:
+        state.in_flight -= 1
+
+
+async def _scores(request: Request, batcher: Batcher, query: str, texts: list[str], activation: str,
+                  chunks: int) -> ScoreResult:
+    """Submit one query's documents to the batcher and await them within the request timeout."""
+    timeout = request.app.state.config.server.request_timeout_s
+    try:
+        future = batcher.submit(query, texts, activation=activation, chunks=chunks)
+    except BatcherClosed as exc:
+        raise ApiError("unhealthy", str(exc)) from None
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except asyncio.TimeoutError:
+        future.cancel()  # still queued: the worker skips it
+        raise ApiError("timeout", f"the request took longer than {timeout:g} s") from None
+    except InputError as exc:
+        raise ApiError("validation", str(exc)) from None
+    except CrossrankError as exc:
+        raise ApiError("backend", str(exc)) from None
+
+
+def _observe(request: Request, model: str, result: ScoreResult, looked_up: int) -> None:
+    state = request.app.state
+    request.state.tokens = getattr(request.state, "tokens", 0) + result.tokens
+    state.metrics.queue_latency.labels(model).observe(result.queue_s)
+    if state.registry.cache is not None and state.registry.cache.size:
+        state.metrics.cache_hits.labels(model).inc(result.cache_hits)
+        state.metrics.cache_misses.labels(model).inc(looked_up - result.cache_hits)
+
+
+async def rerank(request: Request, q: RerankQuery) -> Ranked:
+    """Score ``q`` on its model through the batcher; raises :class:`ApiError` for anything a client sees."""
+    limits = request.app.state.config.server
+    entry = request.app.state.registry.entry(q.model)
+    request.state.model = entry.name
+    query, texts = _texts(q, limits.max_documents, limits.max_text_chars)
+    request.state.documents = len(texts)
+    chunks = q.max_chunks
+    if chunks is not None and not 1 <= chunks <= limits.max_chunks_per_doc:
+        raise ApiError("validation", f"max_chunks_per_doc must be between 1 and {limits.max_chunks_per_doc}")
+    async with _admitted(request):
+        batcher = await request.app.state.registry.batcher(entry.name)
+        if chunks is None and q.max_tokens_per_doc is not None:
+            # As many model windows as cover about that many document tokens, within the server's limit.
+            chunks = min(math.ceil(q.max_tokens_per_doc / batcher.encoder.max_length), limits.max_chunks_per_doc)
+        result = await _scores(request, batcher, query, texts, "raw" if q.raw_scores else "sigmoid",
+                               chunks or batcher.encoder.max_chunks_per_doc)
+    _observe(request, entry.name, result, len(texts))
+    order = np.argsort(-result.scores, kind="stable")  # ties keep the caller's order
+    if q.top_n is not None:
+        order = order[: q.top_n]
+    return Ranked(entry.name, result.scores, order.tolist(), result)
+
+
+async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any, Any]],
+                      raw_scores: bool = False) -> Ranked:
+    """Scores of (query, text) pairs with many queries, in the caller's order (one batcher job per query)."""
+    limits = request.app.state.config.server
+    entry = request.app.state.registry.entry(model)
+    request.state.model = entry.name
+    if not pairs:
+        raise ApiError("empty", "the list of inputs is empty")
+    if len(pairs) > limits.max_documents:
+        raise ApiError("payload_limit", f"{len(pairs)} inputs; this server takes at most {limits.max_documents}")
+    groups: dict[str, list[int]] = {}
+    texts: list[str] = []
+    for i, (query, text) in enumerate(pairs):
+        q, (t,) = _texts(RerankQuery(query=query, documents=[text]), 1, limits.max_text_chars)
+        groups.setdefault(q, []).append(i)
+        texts.append(t)
+    request.state.documents = len(pairs)
+    async with _admitted(request):
+        batcher = await request.app.state.registry.batcher(entry.name)
+        activation = "raw" if raw_scores else "sigmoid"
+        results = await asyncio.gather(*(
+            _scores(request, batcher, q, [texts[i] for i in rows], activation, batcher.encoder.max_chunks_per_doc)
+            for q, rows in groups.items()))
+    scores = np.empty(len(pairs), dtype=np.float64)
+    merged = ScoreResult(scores=scores)
+    for rows, result in zip(groups.values(), results, strict=True):
+        scores[rows] = result.scores
+        _observe(request, entry.name, result, len(rows))
+        merged.tokens += result.tokens
+        merged.cache_hits += result.cache_hits
+        merged.queue_s = max(merged.queue_s, result.queue_s)
+        merged.tokenize_s = max(merged.tokenize_s, result.tokenize_s)
+        merged.inference_s = max(merged.inference_s, result.inference_s)
+        merged.batch_pairs = max(merged.batch_pairs, result.batch_pairs)
+    request.state.tokens = merged.tokens
+    return Ranked(entry.name, scores, list(range(len(pairs))), merged)
+
+
+def respond(request: Request, body: Any, ranked: Ranked) -> JSONResponse:
+    """The JSON response with TEI's timing headers (milliseconds)."""
+    r = ranked.result
+    total = time.perf_counter() - request.state.started
+    headers = {
+        "x-total-time": f"{total * 1000:.0f}",
+        "x-queue-time": f"{r.queue_s * 1000:.0f}",
+        "x-tokenization-time": f"{r.tokenize_s * 1000:.0f}",
+        "x-inference-time": f"{r.inference_s * 1000:.0f}",
+        "x-model-id": ranked.model,
+    }
+    return JSONResponse(body, headers=headers)

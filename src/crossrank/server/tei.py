@@ -1,0 +1,47 @@
+"""Hugging Face Text Embeddings Inference's ``POST /rerank``.
+
+Request: ``{"query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction"}``;
+response: ``[{"index", "score", "text"?}]`` best first; errors ``{"error", "error_type"}``.
+``score`` is the sigmoid of the logit unless ``raw_scores``. Long texts are always truncated
+(keeping the query), whatever ``truncate`` says: TEI refuses them when ``truncate`` is false,
+crossrank answers instead.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+
+from crossrank.server.errors import tei_body
+from crossrank.server.service import RerankQuery, rerank, respond
+
+router = APIRouter(tags=["tei"])
+error_body = tei_body
+
+
+class TeiRerankRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    query: StrictStr
+    texts: list[StrictStr]
+    raw_scores: StrictBool = False
+    return_text: StrictBool = False
+    truncate: StrictBool | None = None
+    truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
+    model: StrictStr | None = None  # not in TEI (one model per server); picks a model here
+
+
+@router.post("/rerank", summary="TEI rerank")
+async def rerank_tei(request: Request, body: TeiRerankRequest) -> JSONResponse:
+    ranked = await rerank(request, RerankQuery(query=body.query, documents=body.texts, model=body.model,
+                                               raw_scores=body.raw_scores))
+    results = []
+    for i in ranked.order:
+        item: dict = {"index": i, "score": float(ranked.scores[i])}
+        if body.return_text:
+            item["text"] = body.texts[i]
+        results.append(item)
+    return respond(request, results, ranked)

@@ -1,0 +1,101 @@
+"""The batcher on the tiny model: coalescing, whole big requests, cancellation, isolation, drain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossrank import CrossEncoder, InputError
+from crossrank.server.batcher import Batcher, BatcherClosed
+from crossrank.server.cache import ScoreCache, cache_key
+
+DOCS = ["crocs kids clog", "aircraft wing lift", "the best red shoe", "running shoe for kids", "heat flow"]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model):
+    return CrossEncoder(tiny_model, backend="onnx", threads=1)
+
+
+def test_concurrent_jobs_are_coalesced_and_answered_in_order(encoder):
+    calls = []
+    batcher = Batcher("tiny", encoder, max_batch_pairs=10_000, max_wait_s=0.0, on_batch=calls.append)
+    try:
+        busy = batcher.submit("crocs", ["crocs " * 50] * 300, activation="raw", chunks=1)  # keeps the worker busy
+        jobs = [(f"query {i} crocs", DOCS[i % 5:] + DOCS[: i % 5]) for i in range(20)]
+        futures = [batcher.submit(q, docs, activation="raw", chunks=1) for q, docs in jobs]
+        results = [f.result(timeout=60) for f in futures]
+        busy.result(timeout=60)
+    finally:
+        batcher.close()
+    assert len(calls) <= 3  # 21 requests, at most 3 engine calls (the busy one, then the rest merged)
+    assert max(c.pairs for c in calls) >= 50
+    for (q, docs), result in zip(jobs, results, strict=True):
+        np.testing.assert_allclose(result.scores, encoder.score([(q, d) for d in docs], activation="raw"),
+                                   atol=1e-5)
+        assert result.tokens == sum(encoder.score_with_stats([(q, d)])[1].tokens for d in docs)
+
+
+def test_one_big_request_goes_whole_in_engine_batches(encoder):
+    calls = []
+    batcher = Batcher("tiny", encoder, max_batch_pairs=8, on_batch=calls.append)
+    try:
+        docs = [f"{DOCS[i % 5]} {i}" for i in range(600)]
+        result = batcher.submit("crocs", docs, activation="sigmoid", chunks=1).result(timeout=60)
+    finally:
+        batcher.close()
+    assert len(result.scores) == 600 and np.all((result.scores >= 0) & (result.scores <= 1))
+    assert calls[0].pairs == 600 and len(calls[0].batches) > 1  # the engine split it into batches
+
+
+def test_bad_job_fails_alone(encoder):
+    batcher = Batcher("tiny", encoder)
+    try:
+        bad = batcher.submit("q", ["a"], activation="bogus", chunks=1)
+        good = batcher.submit("q", ["a"], activation="raw", chunks=1)
+        with pytest.raises(InputError):
+            bad.result(timeout=30)
+        assert good.result(timeout=30).scores.shape == (1,)
+    finally:
+        batcher.close()
+
+
+def test_cancelled_job_is_skipped_and_close_drains(encoder):
+    calls = []
+    batcher = Batcher("tiny", encoder, max_batch_pairs=10_000, on_batch=calls.append)
+    busy = batcher.submit("crocs", ["crocs " * 50] * 300, activation="raw", chunks=1)
+    cancelled = batcher.submit("never", ["scored"], activation="raw", chunks=1)
+    assert cancelled.cancel()
+    queued = [batcher.submit("q", [d], activation="raw", chunks=1) for d in DOCS]
+    batcher.close()  # returns after the queue is drained
+    assert busy.done() and all(f.done() and f.exception() is None for f in queued)
+    assert sum(c.pairs for c in calls) == 300 + len(DOCS)  # the cancelled pair never ran
+    with pytest.raises(BatcherClosed):
+        batcher.submit("q", ["a"], activation="raw", chunks=1)
+
+
+def test_cache_serves_repeats_without_the_engine(encoder):
+    calls = []
+    cache = ScoreCache(100)
+    batcher = Batcher("tiny", encoder, cache=cache, on_batch=calls.append)
+    try:
+        first = batcher.submit("crocs", DOCS, activation="raw", chunks=1).result(timeout=30)
+        again = batcher.submit("crocs", DOCS[:2] + ["new doc"], activation="raw", chunks=1).result(timeout=30)
+        other = batcher.submit("crocs", DOCS[:2], activation="sigmoid", chunks=1).result(timeout=30)
+    finally:
+        batcher.close()
+    assert again.cache_hits == 2 and calls[1].pairs == 1  # only the new document ran
+    np.testing.assert_allclose(again.scores[:2], first.scores[:2])
+    assert other.cache_hits == 0  # the activation is part of the key
+    np.testing.assert_allclose(other.scores, 1 / (1 + np.exp(-first.scores[:2])), atol=1e-6)
+
+
+def test_cache_evicts_least_recently_used():
+    cache = ScoreCache(2)
+    keys = [cache_key("m", "raw", 1, "q", t) for t in "abc"]
+    cache.put_many(keys[:2], [1.0, 2.0])
+    assert cache.get_many([keys[0]]) == [1.0]  # a is now the most recent
+    cache.put_many([keys[2]], [3.0])
+    assert cache.get_many(keys) == [1.0, None, 3.0]
+    assert (cache.hits, cache.misses) == (3, 1)
+    assert cache_key("m", "raw", 1, "ab", "c") != cache_key("m", "raw", 1, "a", "bc")

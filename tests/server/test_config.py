@@ -1,0 +1,72 @@
+"""Configuration: YAML with ${ENV} placeholders, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from crossrank.server.config import Config, ConfigError, config_from_dict, expand_env, load_config
+
+
+def test_yaml_with_env_placeholders(tmp_path, monkeypatch):
+    monkeypatch.setenv("CR_TEST_KEY", "k1")
+    monkeypatch.setenv("CR_TEST_PORT", "9001")
+    monkeypatch.delenv("CR_TEST_UNSET", raising=False)
+    path = tmp_path / "crossrank.yaml"
+    path.write_text(
+        "models:\n"
+        "  msmarco:\n"
+        "    model: ${CR_TEST_MODEL:-cross-encoder/ms-marco-MiniLM-L6-v2}\n"
+        "    backend: onnx\n"
+        "    max_length: 512\n"
+        "  short: some/model\n"
+        "server:\n"
+        "  port: ${CR_TEST_PORT}\n"
+        "  max_documents: 1000\n"
+        "  api_keys: [${CR_TEST_KEY}, ${CR_TEST_UNSET}]\n"
+    )
+    config = load_config(path)
+    assert config.models["msmarco"].model == "cross-encoder/ms-marco-MiniLM-L6-v2"
+    assert config.models["msmarco"].max_length == 512 and config.models["short"].model == "some/model"
+    assert config.server.port == 9001 and config.server.api_keys == ["k1"]
+    assert config.server.host == "127.0.0.1" and config.default_model == "msmarco"
+
+
+def test_env_values_cannot_inject_yaml(tmp_path, monkeypatch):
+    monkeypatch.setenv("CR_TEST_KEY", "a]\n  evil: [b")
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  api_keys: [${CR_TEST_KEY}]\n")
+    assert load_config(path).server.api_keys == ["a]\n  evil: [b"]
+
+
+def test_defaults_serve_the_builtin_model():
+    config = load_config(None)
+    assert list(config.models) == ["default"] and config.models["default"].model is None
+    assert config.server.host == "127.0.0.1"
+    assert expand_env({"a": ["${X:-y}", 3]}, environ={}) == {"a": ["y", 3]}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"modles": {}}, "unknown top-level keys"),
+    ({"models": {}}, "at least one model"),
+    ({"models": {"m": {"model": "x", "backend": "tensorrt"}}}, "backend"),
+    ({"models": {"m": {"model": "x", "quantize": "int4"}}}, "quantize"),
+    ({"models": {"m": {"model": "x", "maxlen": 3}}}, "unknown keys"),
+    ({"server": {"max_documents": "many"}}, "max_documents must be a number"),
+    ({"server": {"max_documents": 0}}, "max_documents must be >= 1"),
+    ({"server": {"preload": "yes"}}, "preload must be true or false"),
+    ({"server": {"default_model": "nope"}}, "default_model"),
+    ({"server": {"api_keys": "k"}}, "api_keys must be a list"),
+])
+def test_bad_config_names_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    assert isinstance(Config().validate(), Config)

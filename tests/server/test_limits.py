@@ -1,0 +1,56 @@
+"""Overload (429 + Retry-After), per-request timeouts and API keys, each on its own real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import cohere
+import httpx
+import pytest
+
+LONG = ["crocs kids clog running shoe " * 12] * 200  # 200 documents, each a full 64-token window
+
+
+async def _fire(url: str, n: int, body: dict) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await asyncio.gather(*(client.post(f"{url}/rerank", json=body) for _ in range(n)))
+
+
+def test_overload_is_429_with_retry_after(start, tiny_config):
+    with start(tiny_config(max_concurrent_requests=1, max_documents=4000, max_body_bytes=10_000_000)) as srv:
+        # Each request is 2000 documents in several windows: it is still in flight when the others arrive.
+        responses = asyncio.run(_fire(srv.url, 6, {"model": "tiny-chunked", "query": "crocs", "texts": LONG * 10}))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses[0] == 200 and 429 in statuses and set(statuses) <= {200, 429}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["retry-after"] == "1" and refused.json()["error_type"] == "overloaded"
+
+
+def test_request_timeout_is_504_json(start, tiny_config):
+    # 4000 documents x 4 windows of 64 tokens: far more than a millisecond of work even on the tiny model.
+    with start(tiny_config(request_timeout_s=0.001, max_documents=4000, max_body_bytes=10_000_000)) as srv:
+        response = httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny-chunked", "query": "crocs",
+                                                             "documents": LONG * 20}, timeout=60)
+        assert response.status_code == 504 and "longer than" in response.json()["message"]
+        assert httpx.get(f"{srv.url}/health").status_code == 200  # the server lives on
+
+
+def test_api_keys(start, tiny_model):
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1}},
+                               "server": {"api_keys": ["${TEST_CROSSRANK_KEY}", "${UNSET_CROSSRANK_KEY}"]}},
+                              environ={"TEST_CROSSRANK_KEY": "s3cret-key"})
+    assert config.server.api_keys == ["s3cret-key"]  # the unset variable adds no (empty) key
+    body = {"model": "tiny", "query": "crocs", "documents": ["crocs clog"]}
+    with start(config) as srv:
+        assert cohere.ClientV2(api_key="s3cret-key", base_url=srv.url).rerank(**body).results[0].index == 0
+        with pytest.raises(cohere.errors.UnauthorizedError):
+            cohere.ClientV2(api_key="wrong", base_url=srv.url).rerank(**body)
+        missing = httpx.post(f"{srv.url}/v2/rerank", json=body)
+        assert missing.status_code == 401 and "s3cret" not in missing.text
+        assert httpx.post(f"{srv.url}/v2/rerank", json=body, headers={"x-api-key": "s3cret-key"}).status_code == 200
+        assert httpx.post(f"{srv.url}/rerank", json={"query": "q", "texts": ["a"]},
+                          headers={"authorization": "Bearer nope"}).json()["error_type"] == "unauthorized"
+        assert httpx.get(f"{srv.url}/info").status_code == 401
+        assert httpx.get(f"{srv.url}/health").status_code == 200  # probes need no key

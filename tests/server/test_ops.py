@@ -1,0 +1,78 @@
+"""/health, /ready, /info, /metrics, /docs, the score cache and the request log."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+
+def metric(text: str, name: str, default: float | None = None, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (labels in any order)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    if default is None:
+        raise AssertionError(f"{name} {labels} not in the metrics")
+    return default
+
+
+def test_health_ready_info(server):
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/ready").json()
+    assert ready == {"status": "ready", "models": {"tiny": "ready", "tiny-chunked": "ready"}}
+    info = httpx.get(f"{server.url}/info").json()
+    assert [m["name"] for m in info["models"]] == ["tiny", "tiny-chunked"]
+    assert info["models"][0]["backend"] == "onnx" and info["models"][1]["max_chunks_per_doc"] == 4
+    assert info["limits"]["max_documents"] == 200 and info["version"] and info["default_model"] == "tiny"
+
+
+def test_docs_and_openapi(server):
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert {"/v1/rerank", "/v2/rerank", "/rerank", "/inference/cross/{name}", "/score"} <= set(paths)
+
+
+def test_unknown_route_is_json(server):
+    response = httpx.get(f"{server.url}/nope")
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
+    assert httpx.get(f"{server.url}/v2/rerank").status_code == 405
+
+
+def test_metrics_count_requests_pairs_and_cache_hits(server, caplog):
+    body = {"query": "metrics query", "texts": ["crocs clog", "wing lift", "red shoe"]}
+    before = httpx.get(f"{server.url}/metrics").text
+    hits_before = metric(before, "crossrank_cache_hits_total", 0.0, model="tiny")
+    with caplog.at_level(logging.INFO, logger="crossrank.server"):
+        assert httpx.post(f"{server.url}/rerank", json=body).status_code == 200
+        assert httpx.post(f"{server.url}/rerank", json=body).status_code == 200  # all three from the cache
+    text = httpx.get(f"{server.url}/metrics").text
+    assert metric(text, "crossrank_requests_total", route="/rerank", model="tiny", status="200") >= 2
+    assert metric(text, "crossrank_cache_hits_total", model="tiny") - hits_before == 3
+    assert metric(text, "crossrank_pairs_scored_total", model="tiny") >= 3
+    assert "crossrank_request_latency_seconds_bucket" in text and "crossrank_batch_pairs_bucket" in text
+    assert metric(text, "crossrank_queue_depth", model="tiny") == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
+    assert lines and "model=tiny" in lines[-1] and "documents=3" in lines[-1] and "latency_ms=" in lines[-1]
+    assert "tokens=0" in lines[-1]  # cached: no tokens ran
+    assert any("tokens=0" not in line for line in lines)
+
+
+def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path):
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1},
+                                          "broken": {"model": str(tmp_path / "no-such-model")}},
+                               "server": {"preload": False}})
+    with start(config, wait_ready=False) as srv:
+        ready = httpx.get(f"{srv.url}/ready")
+        assert ready.status_code == 503 and ready.json()["models"] == {"tiny": "pending", "broken": "pending"}
+        assert httpx.post(f"{srv.url}/rerank", json={"query": "crocs", "texts": ["crocs clog"]}).status_code == 200
+        broken = httpx.post(f"{srv.url}/v2/rerank", json={"model": "broken", "query": "q", "documents": ["d"]})
+        assert broken.status_code == 503 and "failed to load" in broken.json()["message"]
+        ready = httpx.get(f"{srv.url}/ready")
+        assert ready.status_code == 503 and ready.json()["models"] == {"tiny": "ready", "broken": "failed"}
+        assert "failed" in ready.json()["error"]["message"]

@@ -1,0 +1,70 @@
+"""TEI's /rerank: the request and response of the TEI docs, scores against transformers, TEI errors."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+TEXTS = ["Deep Learning is not...", "Deep learning is..."]  # the example of TEI's README
+
+
+def test_tei_readme_example(server, reference):
+    response = httpx.post(f"{server.url}/rerank", json={"query": "What is Deep Learning?", "texts": TEXTS})
+    assert response.status_code == 200, response.text
+    results = response.json()
+    logits = reference("What is Deep Learning?", TEXTS)
+    assert [r["index"] for r in results] == list(np.argsort(-logits, kind="stable"))
+    for r in results:
+        assert set(r) == {"index", "score"}
+        assert r["score"] == pytest.approx(1 / (1 + np.exp(-logits[r["index"]])), abs=1e-4)
+    for header in ("x-total-time", "x-queue-time", "x-tokenization-time", "x-inference-time"):
+        assert response.headers[header].isdigit()
+
+
+def test_raw_scores_and_return_text(server, reference):
+    body = {"query": "crocs", "texts": ["crocs clog", "wing lift", "red shoe"], "raw_scores": True,
+            "return_text": True, "truncate": True}
+    results = httpx.post(f"{server.url}/rerank", json=body).json()
+    logits = reference("crocs", body["texts"])
+    for r in results:
+        assert r["score"] == pytest.approx(logits[r["index"]], abs=1e-4)  # the logit, not a probability
+        assert r["text"] == body["texts"][r["index"]]
+
+
+@pytest.mark.parametrize(("content", "status", "error_type"), [
+    (b'{"query": "q", "texts": []}', 400, "empty"),
+    (b'{"query": "  ", "texts": ["a"]}', 400, "empty"),
+    (b'{"query": "q", "texts": [1, 2]}', 422, "validation"),
+    (b'{"query": "q"}', 422, "validation"),
+    (b'{"query": "q", "texts": ["a"], "raw_scores": "yes"}', 422, "validation"),
+    (b'{"query": "q", "texts": ["a"], "model": "nope"}', 404, "not_found"),
+    (b'{"query": "q", "texts": ["a"', 422, "validation"),
+    (b'{"query": "\xff\xfe", "texts": ["a"]}', 400, "validation"),  # invalid UTF-8
+    (b"[1, 2, 3]", 422, "validation"),
+    (b"", 422, "validation"),
+])
+def test_tei_errors(server, content, status, error_type):
+    response = httpx.post(f"{server.url}/rerank", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["error_type"] == error_type and isinstance(response.json()["error"], str)
+
+
+def test_limits_on_size(server):
+    too_many = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a"] * 201})
+    assert too_many.status_code == 413 and too_many.json()["error_type"] == "payload_limit"
+    too_long = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a " * 30_000]})
+    assert too_long.status_code == 413, too_long.text
+    huge = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a" * 40_000] * 10})
+    assert huge.status_code == 413 and "body" in huge.json()["error"]
+
+
+def test_chunked_body_over_the_limit(server):
+    def chunks():
+        yield b'{"query": "q", "texts": ["'
+        for _ in range(40):
+            yield b"a" * 10_000
+        yield b'"]}'
+
+    response = httpx.post(f"{server.url}/rerank", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error_type"] == "payload_limit"
