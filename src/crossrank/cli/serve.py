@@ -15,6 +15,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1, or server.host)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080, or server.port)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn and crossrank log level")] = "info",
+    ray: Annotated[bool, typer.Option("--ray", help="deploy on Ray Serve (replicas, autoscaling)")] = False,
+    replicas: Annotated[int, typer.Option(help="Ray Serve replicas (fixed)")] = 2,
+    max_replicas: Annotated[int | None, typer.Option(help="autoscale from --replicas up to this many")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: start a local one)")
+                           ] = None,
 ) -> None:
     """Serve the configured models over the Cohere, Jina, TEI, Metarank and plain rerank APIs."""
     import logging
@@ -40,6 +45,16 @@ def serve(
         logging.getLogger("crossrank.server").warning(
             "serving on %s without API keys: anyone who can reach this address can use the models",
             cfg.server.host)
+    if ray:
+        from crossrank.server.ray_serve import Scaling, serve_forever
+
+        scaling = Scaling(replicas=replicas, min_replicas=replicas, max_replicas=max_replicas)
+        try:
+            serve_forever(cfg, scaling, address=ray_address)
+        except CrossrankError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        return
     # uvicorn handles SIGTERM/SIGINT: stop accepting, finish in-flight requests, then the app's
     # lifespan drains the batchers.
     uvicorn.run(create_app(cfg), host=cfg.server.host, port=cfg.server.port, log_level=log_level,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -180,6 +181,7 @@ def create_app(config: Config) -> FastAPI:
         s = config.server
         return {
             "version": __version__,
+            "pid": os.getpid(),  # which process answered: replicas behind a balancer differ
             "default_model": config.default_model,
             "models": registry.describe(),
             "limits": {"max_documents": s.max_documents, "max_body_bytes": s.max_body_bytes,

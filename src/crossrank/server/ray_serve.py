@@ -1,0 +1,91 @@
+"""The same HTTP app on Ray Serve: replicas, autoscaling on queue length, one batcher per replica.
+
+Each replica builds the whole app itself (``__serve_build_asgi_app__``), so it loads its own models
+and runs crossrank's own cross-request batcher; Ray Serve spreads requests over replicas and adds or
+removes replicas. Endpoints, limits, errors and auth are exactly the single-process server's.
+
+``serve run crossrank.server.ray_serve:app`` deploys the built-in model (or ``$CROSSRANK_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from crossrank.errors import MissingDependencyError
+from crossrank.server.config import Config, load_config
+
+
+@dataclass
+class Scaling:
+    """Fixed ``replicas``, or autoscaling between ``min_replicas`` and ``max_replicas`` when the latter is set.
+
+    ``target_ongoing`` is the number of in-flight requests per replica Ray Serve aims at: about what
+    one replica's batcher coalesces well, so a replica is added when requests start to queue.
+    """
+
+    replicas: int = 1
+    min_replicas: int = 1
+    max_replicas: int | None = None
+    target_ongoing: int = 8
+    max_ongoing: int = 64
+    cpus_per_replica: float = 1.0
+
+
+def build(config: Config, scaling: Scaling | None = None) -> Any:
+    """A bound Ray Serve application serving ``config``; ``serve.run`` it or name it to ``serve run``."""
+    try:
+        from ray import serve
+    except ImportError as exc:
+        raise MissingDependencyError("serving on Ray", "ray", "ray[serve]") from exc
+    s = scaling or Scaling()
+    options: dict[str, Any] = {"max_ongoing_requests": s.max_ongoing,
+                               "ray_actor_options": {"num_cpus": s.cpus_per_replica}}
+    if s.max_replicas:
+        options["autoscaling_config"] = {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
+                                         "target_ongoing_requests": s.target_ongoing}
+    else:
+        options["num_replicas"] = s.replicas
+
+    @serve.deployment(name="crossrank", **options)
+    @serve.ingress()
+    class Crossrank:
+        """One replica: the full crossrank app, built in the replica so nothing unpicklable travels."""
+
+        def __init__(self, config: Config) -> None:
+            self.config = config
+
+        def __serve_build_asgi_app__(self) -> Any:
+            from crossrank.server.app import create_app
+
+            return create_app(self.config)
+
+    return Crossrank.bind(config)
+
+
+def serve_forever(config: Config, scaling: Scaling | None = None, *, address: str | None = None) -> None:
+    """Start (or join, with ``address``) a Ray cluster, deploy on ``server.host:port``, block until a signal."""
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": config.server.host, "port": config.server.port})
+    serve.run(build(config, scaling), name="crossrank", route_prefix="/")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"crossrank on Ray Serve: http://{config.server.host}:{config.server.port} (pid {os.getpid()})",
+          flush=True)
+    stop.wait()
+    serve.shutdown()  # replicas finish their in-flight requests before they exit
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` for ``serve run crossrank.server.ray_serve:app``, built only when asked for."""
+    if name == "app":
+        return build(load_config(os.environ.get("CROSSRANK_CONFIG") or None))
+    raise AttributeError(name)
