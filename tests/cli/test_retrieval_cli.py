@@ -44,6 +44,15 @@ def test_search_table_and_first_stage_only(movies_index):
     assert "bm25+dense/rrf+mmr" in result.stdout and "bm25 #" in result.stdout and "dense #" in result.stdout
 
 
+def test_default_pipeline_is_hybrid_and_says_so(movies_index):
+    result = runner.invoke(app, ["search", str(movies_index), QUERY, "--top-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["method"] == "bm25+dense/rrf" and all("rerank" not in h["stages"] for h in data["hits"])
+    table = runner.invoke(app, ["search", str(movies_index), QUERY, "--top-k", "3"])
+    assert table.exit_code == 0 and "default pipeline: BM25 + dense fused by RRF" in table.output
+
+
 def test_input_errors_exit_2(movies_index, tmp_path):
     missing_field = runner.invoke(app, ["index", "sample", "--out", str(tmp_path / "x"), "--fields", "plot"])
     assert missing_field.exit_code == 2 and "no field 'plot'" in missing_field.output

@@ -98,8 +98,9 @@ def search(
     top_k: Annotated[int, typer.Option("--top-k", help="hits to return")] = 10,
     window: Annotated[int, typer.Option(help="first-stage candidates the cross-encoder reranks")] = 25,
     model: Annotated[str | None, typer.Option(help="cross-encoder (hub id, dir, export, built-in)")] = None,
-    rerank: Annotated[bool, typer.Option(help="rerank with a cross-encoder (--no-rerank: first stage only)")]
-    = True,
+    rerank: Annotated[bool | None, typer.Option(
+        help="rerank with a cross-encoder (default: only when --model, --remote or --cascade-model is given)")]
+    = None,
     retrievers: Annotated[str | None, typer.Option(help="bm25,dense (default: all the index has)")] = None,
     rrf_k: Annotated[int, typer.Option(help="RRF constant k")] = 60,
     weights: Annotated[str | None, typer.Option(help="RRF weights, e.g. bm25=1,dense=0.5")] = None,
@@ -117,7 +118,8 @@ def search(
     on: Annotated[str | None, typer.Option(help="fields the ranker reads (default: the indexed fields)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Search an index: BM25 + dense, RRF, optional MMR, cross-encoder rerank of the top WINDOW."""
+    """Search an index: BM25 + dense fused by RRF (the default pipeline), optional MMR, and a cross-encoder
+    rerank of the top WINDOW when a model is given."""
     from crossrank.retrieval import CascadeRanker, Index, LocalRanker, RemoteRanker, build_pipeline
 
     try:
@@ -126,11 +128,11 @@ def search(
         if remote:
             ranker = RemoteRanker(remote, dialect=dialect, model=model, api_key=api_key, timeout=timeout,
                                   retries=retries)
-        elif rerank:
+        elif rerank or (rerank is None and (model or cascade_model)):
             ranker = LocalRanker(model)
             if ranker.encoder.model_name == "minilm-l6-untrained" and not as_json:
                 typer.echo("note: the built-in minilm-l6-untrained has a random head, so its rerank scores "
-                           "are not relevance; pass --model with a trained cross-encoder or --no-rerank", err=True)
+                           "are not relevance; pass --model with a trained cross-encoder", err=True)
             if cascade_model:
                 ranker = CascadeRanker(ranker, LocalRanker(cascade_model), keep=cascade_keep)
         pipeline = build_pipeline(idx, retrievers=_fields(retrievers), rrf_k=rrf_k, weights=_weights(weights),
@@ -142,6 +144,10 @@ def search(
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
     else:
         _print_result(result)
+        if ranker is None and rerank is None:
+            typer.echo("default pipeline: BM25 + dense fused by RRF, no rerank. No reranker crossrank can ship "
+                       "has yet beaten this hybrid on held-out collections (docs/quality.md); pass --model "
+                       "with a trained cross-encoder to rerank the top --window.", err=True)
 
 
 def _print_result(result: SearchResult) -> None:
