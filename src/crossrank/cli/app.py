@@ -102,12 +102,13 @@ def bench(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (one per layer) add themselves here."""
-    from crossrank.cli import batch, evaluate, retrieval, serve
+    from crossrank.cli import batch, evaluate, retrieval, serve, train
 
     retrieval.register(app)
     serve.register(app)
     batch.register(app)
     evaluate.register(app)
+    train.register(app)
 
 
 _register_commands()

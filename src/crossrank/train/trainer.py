@@ -1,0 +1,231 @@
+"""Fine-tune a cross-encoder on training groups: seeded, checkpointed, resumable, evaluated as it goes.
+
+The model is a Hugging Face ``AutoModelForSequenceClassification`` with one logit, tokenized by the
+engine's own ``PairTokenizer`` so training sees exactly the truncation the engine applies at
+inference (document cut, over-long query cut too). Every source of randomness is a function of
+``(seed, step)``: the batch order (``examples.batches``) and dropout (``torch.manual_seed(seed + step)``),
+so a run resumed from a checkpoint takes the very steps an uninterrupted run would have taken.
+The result is saved as a checkpoint (safetensors) and exported to the engine's ONNX format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.errors import InputError, MissingDependencyError
+from crossrank.train.examples import Group, batches
+from crossrank.train.losses import distill, ranking_loss
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """What a run is; saved beside the model so the model card can state its recipe."""
+
+    base: str = "minilm-l6-untrained"
+    loss: str = "listwise"
+    distill_weight: float = 0.0  # weight of KL(teacher || student); 0 = labels only
+    temperature: float = 1.0
+    steps: int = 1000
+    groups_per_step: int = 4
+    lr: float = 3e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 256
+    seed: int = 0
+    checkpoint_every: int = 200
+    eval_every: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """Where the model went and how the run went: losses every step, evaluations, seconds."""
+
+    out: Path
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int = 0
+
+
+def _require_torch() -> Any:
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("training", "torch", "train") from exc
+    return torch
+
+
+def _collate(tokenizer: Any, groups: Sequence[Group], torch: Any) -> dict[str, Any]:
+    """Pad one step's pairs to their longest row (a training batch is small: no bucketing needed)."""
+    queries = [g.query for g in groups for _ in g.docs]
+    docs = [d for g in groups for d in g.docs]
+    enc = tokenizer.encode(queries, docs)
+    width = int(enc.lengths.max())
+    rows = enc.rows
+    ids = np.full((rows, width), tokenizer.pad_id, dtype=np.int64)
+    types = np.zeros((rows, width), dtype=np.int64)
+    mask = np.zeros((rows, width), dtype=np.int64)
+    for r in range(rows):
+        start, n = int(enc.offsets[r]), int(enc.lengths[r])
+        ids[r, :n] = enc.ids[start:start + n]
+        types[r, :n] = enc.type_ids[start:start + n]
+        mask[r, :n] = 1
+    return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
+            "attention_mask": torch.from_numpy(mask)}
+
+
+def _lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then linear decay to zero: the schedule cross-encoder recipes use."""
+    warm = max(1, int(config.warmup * config.steps))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (config.steps - step) / max(1, config.steps - warm))
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint under ``out``, if any."""
+    root = out / CHECKPOINTS
+    done = sorted((p for p in root.glob("step-*") if (p / "state.pt").is_file()),
+                  key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bool = False,
+          evaluate: Callable[[Path], dict[str, Any]] | None = None,
+          progress: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train on ``groups``, checkpointing into ``out/checkpoints`` and saving the final model in ``out``.
+
+    ``evaluate(model_dir)`` is called every ``eval_every`` steps and at the end on a saved copy of
+    the current weights; ``progress(step, running_loss)`` after every step.
+    """
+    torch = _require_torch()
+    from transformers import AutoModelForSequenceClassification
+
+    from crossrank.engine.model import resolve
+    from crossrank.engine.tokenize import PairTokenizer
+
+    if config.steps < 1 or config.groups_per_step < 1:
+        raise InputError("steps and groups_per_step must be at least 1")
+    score_fn = ranking_loss(config.loss)
+    if config.distill_weight and any(g.teacher is None for g in groups):
+        raise InputError("distillation needs teacher scores on every group")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    base = resolve(config.base)
+    start = 0
+    checkpoint = latest_checkpoint(out) if resume else None
+    source = checkpoint if checkpoint is not None else base.path
+    model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    if model.config.num_labels != 1:
+        raise InputError(f"{config.base} has {model.config.num_labels} labels; training needs a one-logit head")
+    tokenizer = PairTokenizer(base.tokenizer_file, config.max_length, model_name=base.name)
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    rest = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_at(s, config))
+    result = TrainResult(out, config.steps)
+    if checkpoint is not None:
+        state = torch.load(checkpoint / "state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        result.losses = [float(x) for x in state["losses"]]
+        result.evaluations = json.loads((checkpoint / "evaluations.json").read_text())
+        result.resumed_from = start
+    t0 = time.perf_counter()
+    model.train()
+    for step, batch in enumerate(batches(groups, config.groups_per_step, config.steps, config.seed, start), start):
+        torch.manual_seed(config.seed * 7919 + step)
+        inputs = _collate(tokenizer, batch, torch)
+        width = len(batch[0].docs)
+        if any(len(g.docs) != width for g in batch):
+            raise InputError("every training group must have the same number of candidates")
+        logits = model(**inputs).logits.view(len(batch), width)
+        labels = torch.tensor([g.labels for g in batch], dtype=logits.dtype)
+        loss = score_fn(logits, labels)
+        if config.distill_weight:
+            teacher = torch.tensor([g.teacher for g in batch], dtype=logits.dtype)
+            loss = loss + config.distill_weight * distill(logits, teacher, config.temperature)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise InputError(f"the loss became {value} at step {step}: lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        result.losses.append(value)
+        done = step + 1
+        if progress:
+            progress(done, float(np.mean(result.losses[-50:])))
+        if evaluate and config.eval_every and done % config.eval_every == 0 and done < config.steps:
+            result.evaluations.append({"step": done, **_evaluate(model, tokenizer, base.path, out, evaluate)})
+            model.train()
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+            _save_checkpoint(model, optimizer, scheduler, done, result, base.path, out, torch)
+    result.seconds = time.perf_counter() - t0
+    model.eval()
+    _save_model(model, base.path, out)
+    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    if evaluate:
+        result.evaluations.append({"step": config.steps, **evaluate(out)})
+    (out / "train_log.json").write_text(json.dumps(
+        {"losses": result.losses, "evaluations": result.evaluations, "seconds": result.seconds,
+         "resumed_from": result.resumed_from, "groups": len(groups)}, indent=1))
+    return result
+
+
+def _save_model(model: Any, base: Path, dst: Path) -> None:
+    """A Hugging Face checkpoint the engine loads: safetensors weights, config, the base's tokenizer."""
+    dst.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(dst), safe_serialization=True)
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (base / f).exists():
+            shutil.copyfile(base / f, dst / f)
+
+
+def _evaluate(model: Any, tokenizer: Any, base: Path, out: Path, evaluate: Callable[[Path], dict[str, Any]]
+              ) -> dict[str, Any]:
+    model.eval()
+    snapshot = out / ".eval-snapshot"
+    shutil.rmtree(snapshot, ignore_errors=True)
+    _save_model(model, base, snapshot)
+    try:
+        return evaluate(snapshot)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, result: TrainResult, base: Path,
+                     out: Path, torch: Any) -> None:
+    """Write ``step-N`` under a temporary name and rename it: a crash never leaves a half checkpoint."""
+    root = out / CHECKPOINTS
+    tmp = root / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _save_model(model, base, tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "losses": torch.tensor(result.losses, dtype=torch.float64)}, tmp / "state.pt")
+    (tmp / "evaluations.json").write_text(json.dumps(result.evaluations))
+    final = root / f"step-{step}"
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    kept = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    for old in kept[:-2]:  # the newest two are enough to resume
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,97 @@
+"""The trainer on a tiny BERT: it learns, it is seeded, a resumed run equals an uninterrupted one,
+and what it saves loads in the engine with the scores torch gives."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from crossrank.errors import InputError
+from crossrank.train import Group, TrainConfig, train
+from crossrank.train.trainer import latest_checkpoint
+
+pytest.importorskip("torch")
+safetensors = pytest.importorskip("safetensors.numpy")
+
+TOPICS = ["crocs", "wing", "heat", "search", "running", "lift", "flow", "clog"]
+FILLER = "the a of and to in is for on with model test data fast slow red blue green".split()
+
+
+def toy_groups(n: int = 24, seed: int = 0) -> list[Group]:
+    """The positive contains the query's topic word; the negatives contain other topics."""
+    rng = random.Random(seed)
+    groups = []
+    for _ in range(n):
+        topic, *others = rng.sample(TOPICS, 4)
+        docs = [" ".join(rng.sample(FILLER, 4) + [t]) for t in (topic, *others)]
+        groups.append(Group(f"{topic} best", docs, [1.0, 0.0, 0.0, 0.0], [0.0, -1.0, -1.5, -2.0]))
+    return groups
+
+
+def weights(path):
+    return safetensors.load_file(str(path / "model.safetensors"))
+
+
+def config(**kw):
+    base = {"steps": 6, "groups_per_step": 4, "lr": 1e-3, "max_length": 32, "checkpoint_every": 3, "threads": 1}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_it_learns_the_toy_task(tiny_model, tmp_path):
+    result = train(toy_groups(), tmp_path / "m", config(base=str(tiny_model), steps=60, lr=5e-3, checkpoint_every=0))
+    assert np.mean(result.losses[-10:]) < 0.6 * np.mean(result.losses[:10])
+    log = json.loads((tmp_path / "m" / "train_log.json").read_text())
+    assert len(log["losses"]) == 60 and (tmp_path / "m" / "train_config.json").is_file()
+
+
+def test_seeded_and_resumable(tiny_model, tmp_path):
+    groups = toy_groups()
+    a = train(groups, tmp_path / "a", config(base=str(tiny_model), distill_weight=0.5, loss="pairwise"))
+
+    class Stop(Exception):
+        pass
+
+    def crash(step, _loss):
+        if step == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(groups, tmp_path / "b", config(base=str(tiny_model), distill_weight=0.5, loss="pairwise"),
+              progress=crash)
+    assert latest_checkpoint(tmp_path / "b").name == "step-3"
+    b = train(groups, tmp_path / "b", config(base=str(tiny_model), distill_weight=0.5, loss="pairwise"),
+              resume=True)
+    assert b.resumed_from == 3 and len(b.losses) == 6
+    np.testing.assert_allclose(b.losses, a.losses, rtol=1e-5)
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    for name in wa:
+        np.testing.assert_allclose(wa[name], wb[name], atol=1e-6, err_msg=name)
+    c = train(groups, tmp_path / "c", config(base=str(tiny_model), distill_weight=0.5, loss="pairwise", seed=1))
+    assert c.losses != a.losses
+
+
+def test_saved_model_scores_alike_in_torch_and_onnx(tiny_model, tmp_path):
+    from crossrank import CrossEncoder
+    from crossrank.train.recipe import export_trained
+
+    out = tmp_path / "m"
+    train(toy_groups(8), out, config(base=str(tiny_model), steps=3, checkpoint_every=0))
+    onnx_dir = export_trained(out, None)
+    pairs = [("crocs best", "the crocs red"), ("wing best", "a heat model"), ("flow", "flow flow data")]
+    torch_scores = CrossEncoder(str(out), backend="torch").score(pairs)
+    onnx_scores = CrossEncoder(str(onnx_dir), backend="onnx").score(pairs)
+    np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-4)
+
+
+def test_bad_setups_are_input_errors(tiny_model, tmp_path):
+    groups = toy_groups(4)
+    with pytest.raises(InputError, match="unknown loss"):
+        train(groups, tmp_path / "x", config(base=str(tiny_model), loss="nope"))
+    no_teacher = [Group(g.query, g.docs, g.labels) for g in groups]
+    with pytest.raises(InputError, match="teacher"):
+        train(no_teacher, tmp_path / "x", config(base=str(tiny_model), distill_weight=1.0))
+    with pytest.raises(InputError, match="steps"):
+        train(groups, tmp_path / "x", config(base=str(tiny_model), steps=0))
