@@ -176,13 +176,13 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
         if progress:
             progress(done, float(np.mean(result.losses[-50:])))
         if evaluate and config.eval_every and done % config.eval_every == 0 and done < config.steps:
-            result.evaluations.append({"step": done, **_evaluate(model, tokenizer, base.path, out, evaluate)})
+            result.evaluations.append({"step": done, **_evaluate(model, base.path, out, evaluate, config.max_length)})
             model.train()
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-            _save_checkpoint(model, optimizer, scheduler, done, result, base.path, out, torch)
+            _save_checkpoint(model, optimizer, scheduler, done, result, base.path, out, torch, config.max_length)
     result.seconds = time.perf_counter() - t0
     model.eval()
-    _save_model(model, base.path, out)
+    _save_model(model, base.path, out, config.max_length)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     if evaluate:
         result.evaluations.append({"step": config.steps, **evaluate(out)})
@@ -192,21 +192,30 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     return result
 
 
-def _save_model(model: Any, base: Path, dst: Path) -> None:
-    """A Hugging Face checkpoint the engine loads: safetensors weights, config, the base's tokenizer."""
+def _save_model(model: Any, base: Path, dst: Path, max_length: int | None = None) -> None:
+    """A Hugging Face checkpoint the engine loads: safetensors weights, config, the base's tokenizer.
+
+    ``model_max_length`` becomes the training length, so the engine scores at the length the model
+    learned (longer inputs than it ever saw would change its scores and cost more).
+    """
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(dst), safe_serialization=True)
-    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+    for f in ("tokenizer.json", "special_tokens_map.json", "vocab.txt"):
         if (base / f).exists():
             shutil.copyfile(base / f, dst / f)
+    tok_config = json.loads((base / "tokenizer_config.json").read_text()) if (base / "tokenizer_config.json"
+                                                                               ).exists() else {}
+    if max_length:
+        tok_config["model_max_length"] = max_length
+    (dst / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
 
 
-def _evaluate(model: Any, tokenizer: Any, base: Path, out: Path, evaluate: Callable[[Path], dict[str, Any]]
-              ) -> dict[str, Any]:
+def _evaluate(model: Any, base: Path, out: Path, evaluate: Callable[[Path], dict[str, Any]],
+              max_length: int) -> dict[str, Any]:
     model.eval()
     snapshot = out / ".eval-snapshot"
     shutil.rmtree(snapshot, ignore_errors=True)
-    _save_model(model, base, snapshot)
+    _save_model(model, base, snapshot, max_length)
     try:
         return evaluate(snapshot)
     finally:
@@ -214,12 +223,12 @@ def _evaluate(model: Any, tokenizer: Any, base: Path, out: Path, evaluate: Calla
 
 
 def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, result: TrainResult, base: Path,
-                     out: Path, torch: Any) -> None:
+                     out: Path, torch: Any, max_length: int) -> None:
     """Write ``step-N`` under a temporary name and rename it: a crash never leaves a half checkpoint."""
     root = out / CHECKPOINTS
     tmp = root / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    _save_model(model, base, tmp)
+    _save_model(model, base, tmp, max_length)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "losses": torch.tensor(result.losses, dtype=torch.float64)}, tmp / "state.pt")
     (tmp / "evaluations.json").write_text(json.dumps(result.evaluations))
