@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +26,7 @@ from crossrank.server import cohere, metarank, plain, tei
 from crossrank.server.auth import require_api_key
 from crossrank.server.cache import ScoreCache
 from crossrank.server.config import Config
-from crossrank.server.errors import ApiError, openai_body
+from crossrank.server.errors import ApiError, error_responses, openai_body
 from crossrank.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crossrank.server.registry import ModelRegistry
 
@@ -166,7 +166,8 @@ def create_app(config: Config) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"], summary="Every model is loaded")
+    @app.get("/ready", tags=["ops"], summary="Every model is loaded",
+             responses={503: {"description": "a model is loading or failed to load (which, and why)"}})
     async def ready() -> JSONResponse:
         models = {e.name: e.state for e in registry.entries.values()}
         if registry.ready:
@@ -176,7 +177,7 @@ def create_app(config: Config) -> FastAPI:
         return JSONResponse({**openai_body(ApiError("unhealthy", message)), "models": models}, status_code=503)
 
     @app.get("/info", tags=["ops"], summary="Models, backends, limits, version",
-             dependencies=[Depends(require_api_key)])
+             dependencies=[Depends(require_api_key)], responses={401: error_responses("openai")[401]})
     async def info() -> dict[str, Any]:
         s = config.server
         return {
@@ -193,7 +194,7 @@ def create_app(config: Config) -> FastAPI:
             "auth": bool(s.api_keys),
         }
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

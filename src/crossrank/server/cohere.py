@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from crossrank.server.errors import cohere_body
+from crossrank.server.errors import cohere_body, error_responses
 from crossrank.server.service import Ranked, RerankQuery, rerank, respond
 
 router = APIRouter(tags=["cohere / jina"])
@@ -33,6 +33,23 @@ class CohereRerankRequest(BaseModel):
     return_documents: StrictBool | None = False
     max_chunks_per_doc: StrictInt | None = Field(None, ge=1)
     max_tokens_per_doc: StrictInt | None = Field(None, ge=1)
+
+
+class CohereResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: dict[str, Any] | None = None
+
+
+class CohereRerankResponse(BaseModel):
+    id: str
+    results: list[CohereResult]
+    meta: dict[str, Any]
+    model: str
+    usage: dict[str, int]
+
+
+RESPONSES: dict[int | str, dict] = {200: {"model": CohereRerankResponse}, **error_responses("cohere")}
 
 
 def _document(doc: Any) -> dict:
@@ -64,11 +81,11 @@ async def _handle(request: Request, body: CohereRerankRequest, version: str) -> 
     return respond(request, _body(ranked, body.documents, bool(body.return_documents), version), ranked)
 
 
-@router.post("/v1/rerank", summary="Cohere v1 / Jina rerank")
+@router.post("/v1/rerank", summary="Cohere v1 / Jina rerank", responses=RESPONSES)
 async def rerank_v1(request: Request, body: CohereRerankRequest) -> JSONResponse:
     return await _handle(request, body, "1")
 
 
-@router.post("/v2/rerank", summary="Cohere v2 rerank")
+@router.post("/v2/rerank", summary="Cohere v2 rerank", responses=RESPONSES)
 async def rerank_v2(request: Request, body: CohereRerankRequest) -> JSONResponse:
     return await _handle(request, body, "2")

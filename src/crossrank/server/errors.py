@@ -48,3 +48,42 @@ def cohere_body(err: ApiError) -> dict:
 
 def openai_body(err: ApiError) -> dict:
     return {"error": {"message": err.message, "type": err.kind}}
+
+
+# --- what the OpenAPI schema says about errors (so clients and schemathesis can rely on it) ---
+
+CLIENT_STATUSES = (400, 401, 404, 413, 422, 429, 500, 503, 504)
+
+
+def _error_models() -> dict[str, type]:
+    from pydantic import BaseModel
+
+    class TeiError(BaseModel):
+        error: str
+        error_type: str
+
+    class CohereError(BaseModel):
+        message: str
+
+    class ErrorDetail(BaseModel):
+        message: str
+        type: str
+
+    class OpenAIError(BaseModel):
+        error: ErrorDetail
+
+    return {"tei": TeiError, "cohere": CohereError, "openai": OpenAIError}
+
+
+ERROR_MODELS = _error_models()
+
+
+def error_responses(dialect: str) -> dict[int | str, dict]:
+    """The route's error statuses, each with the dialect's body shape, for ``responses=`` on a route."""
+    model = ERROR_MODELS[dialect]
+    described = {400: "bad input (empty query, undecodable body)", 401: "missing or wrong API key",
+                 404: "unknown model", 413: "body or documents over the server's limits",
+                 422: "a field of the wrong type or out of range", 429: "too many concurrent requests (Retry-After)",
+                 500: "unexpected error (logged)", 503: "model not loaded or inference failed",
+                 504: "request timed out"}
+    return {status: {"model": model, "description": described[status]} for status in CLIENT_STATUSES}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from crossrank.server.errors import openai_body
+from crossrank.server.errors import error_responses, openai_body
 from crossrank.server.service import respond, score_pairs
 
 router = APIRouter(tags=["metarank"])
@@ -30,7 +30,12 @@ class CrossInferenceRequest(BaseModel):
     input: list[QueryText]
 
 
-@router.post("/inference/cross/{name}", summary="Metarank cross-encoder inference")
+class CrossInferenceResponse(BaseModel):
+    scores: list[float]
+
+
+@router.post("/inference/cross/{name}", summary="Metarank cross-encoder inference",
+             responses={200: {"model": CrossInferenceResponse}, **error_responses("openai")})
 async def cross(request: Request, name: str, body: CrossInferenceRequest) -> JSONResponse:
     ranked = await score_pairs(request, name, [(p.query, p.text) for p in body.input])
     return respond(request, {"scores": [float(s) for s in ranked.scores]}, ranked)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from crossrank.server.errors import openai_body
+from crossrank.server.errors import error_responses, openai_body
 from crossrank.server.service import RerankQuery, rerank, respond
 
 router = APIRouter(tags=["plain"])
@@ -26,7 +26,9 @@ class ScoreRequest(BaseModel):
     raw_scores: StrictBool = False
 
 
-@router.post("/score", summary="Plain scores, best first")
+@router.post("/score", summary="Plain scores, best first",
+             responses={200: {"model": list[list[float]], "description": "[[index, score], ...] best first"},
+                        **error_responses("openai")})
 async def score(request: Request, body: ScoreRequest) -> JSONResponse:
     ranked = await rerank(request, RerankQuery(query=body.query, documents=body.chunks, model=body.model,
                                                top_n=body.top_n, raw_scores=body.raw_scores))

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from crossrank.server.errors import tei_body
+from crossrank.server.errors import error_responses, tei_body
 from crossrank.server.service import RerankQuery, rerank, respond
 
 router = APIRouter(tags=["tei"])
@@ -34,7 +34,13 @@ class TeiRerankRequest(BaseModel):
     model: StrictStr | None = None  # not in TEI (one model per server); picks a model here
 
 
-@router.post("/rerank", summary="TEI rerank")
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
+@router.post("/rerank", summary="TEI rerank", responses={200: {"model": list[TeiRank]}, **error_responses("tei")})
 async def rerank_tei(request: Request, body: TeiRerankRequest) -> JSONResponse:
     ranked = await rerank(request, RerankQuery(query=body.query, documents=body.texts, model=body.model,
                                                raw_scores=body.raw_scores))
