@@ -1,0 +1,95 @@
+"""Faults: a corrupt model file, an exception inside inference, clients that hang up mid-request.
+
+Inference faults are injected at the ONNX Runtime boundary (the session's ``run``), the library we do
+not own; everything above it (engine, batcher, service, HTTP) is the real code path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from crossrank.server.config import config_from_dict
+
+
+def test_corrupt_model_file_is_named_on_ready(start, tiny_model, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00not a safetensors file" * 10)
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1},
+                                          "broken": {"model": str(broken), "backend": "onnx"}}})
+    with start(config, wait_ready=False) as srv:
+        deadline = time.monotonic() + 120
+        while (models := httpx.get(f"{srv.url}/ready").json().get("models", {})).get("broken") in (
+                "pending", "loading"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        ready = httpx.get(f"{srv.url}/ready")
+        assert ready.status_code == 503 and models == {"tiny": "ready", "broken": "failed"}
+        error = next(m for m in httpx.get(f"{srv.url}/info").json()["models"] if m["name"] == "broken")["error"]
+        assert str(broken) in error or "model.safetensors" in error, error
+        # the healthy model keeps serving
+        assert httpx.post(f"{srv.url}/rerank", json={"model": "tiny", "query": "q", "texts": ["d"]}).status_code == 200
+
+
+class FlakySession:
+    """Wraps an onnxruntime session: the next ``failures`` calls raise, as a broken kernel would."""
+
+    def __init__(self, session, failures: int) -> None:
+        self._session = session
+        self.failures = failures
+
+    def run(self, *args, **kwargs):
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : injected fault")
+        return self._session.run(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+@pytest.mark.parametrize("route,body,shape", [
+    ("/v2/rerank", {"model": "tiny", "query": "heat", "documents": ["a wing", "heat flow"]}, "message"),
+    ("/rerank", {"model": "tiny", "query": "heat", "texts": ["a wing", "heat flow"]}, "error"),
+])
+def test_inference_exception_fails_one_request_and_the_next_is_served(start, tiny_config, route, body, shape):
+    with start(tiny_config()) as srv:
+        assert httpx.post(f"{srv.url}{route}", json=body).status_code == 200
+        backend = srv.app.state.registry.entries["tiny"].batcher.encoder.backend
+        backend.session = FlakySession(backend.session, failures=1)
+        failed = httpx.post(f"{srv.url}{route}", json={**body, "query": "another query"})
+        assert failed.status_code == 503 and shape in failed.json(), failed.text
+        again = httpx.post(f"{srv.url}{route}", json={**body, "query": "a third query"})
+        assert again.status_code == 200
+        assert httpx.get(f"{srv.url}/health").status_code == 200
+
+
+def test_clients_that_hang_up_leak_nothing(start, tiny_config):
+    docs = [f"document {i} about heat flow over a wing in a boundary layer" for i in range(150)]
+    with start(tiny_config(max_documents=500)) as srv:
+        def hang_up(i: int) -> str:
+            try:
+                httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny", "query": f"q{i}", "documents": docs},
+                           timeout=0.01)
+            except httpx.TimeoutException:
+                return "hung up"
+            return "answered"
+
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(hang_up, range(48)))
+        assert outcomes.count("hung up") > 0
+        deadline = time.monotonic() + 60
+        while "crossrank_requests_in_flight 0.0" not in httpx.get(f"{srv.url}/metrics").text:
+            assert time.monotonic() < deadline, "requests of clients that left are still in flight"
+            time.sleep(0.1)
+        batcher = srv.app.state.registry.entries["tiny"].batcher
+        while batcher._depth:
+            assert time.monotonic() < deadline, "the queue never drained"
+            time.sleep(0.1)
+        ok = httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny", "query": "heat", "documents": docs[:3]})
+        assert ok.status_code == 200 and len(ok.json()["results"]) == 3
