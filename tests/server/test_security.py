@@ -1,0 +1,65 @@
+"""Security: requests can only pick configured models; keys never reach the logs; loopback by default;
+weights never come from pickle."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from crossrank.server.config import config_from_dict
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../tiny", "cross-encoder/ms-marco-MiniLM-L6-v2",
+                                  "minilm-l6-untrained", "TINY", "tiny\x00", "~/.cache/crossrank"])
+def test_requests_cannot_name_paths_or_hub_ids(server, tiny_model, name):
+    before = {n: e.state for n, e in server.app.state.registry.entries.items()}
+    for route, body in [("/v2/rerank", {"model": name, "query": "q", "documents": ["d"]}),
+                        ("/rerank", {"model": name, "query": "q", "texts": ["d"]}),
+                        ("/score", {"model": name, "query": "q", "chunks": ["d"]})]:
+        r = httpx.post(f"{server.url}{route}", json=body)
+        assert r.status_code == 404, (route, name, r.text)
+    metarank = httpx.post(f"{server.url}/inference/cross/{str(tiny_model).lstrip('/')}",
+                          json={"input": [{"query": "q", "text": "d"}]})
+    assert metarank.status_code == 404
+    assert {n: e.state for n, e in server.app.state.registry.entries.items()} == before  # nothing loaded
+
+
+def test_api_keys_never_logged(start, tiny_model, caplog):
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1}},
+                               "server": {"api_keys": ["k3y-that-must-not-leak"]}})
+    caplog.set_level(logging.DEBUG)
+    with start(config) as srv:
+        for key in ("k3y-that-must-not-leak", "wrong-k3y-attempt"):
+            httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny", "query": "q", "documents": ["d"]},
+                       headers={"authorization": f"Bearer {key}"})
+        httpx.get(f"{srv.url}/info", headers={"x-api-key": "k3y-that-must-not-leak"})
+    assert "k3y-that-must-not-leak" not in caplog.text and "wrong-k3y-attempt" not in caplog.text
+    assert "status=200" in caplog.text  # the request lines were logged, without the key
+
+
+def test_loopback_by_default():
+    assert config_from_dict({}).server.host == "127.0.0.1"
+
+
+def test_pickle_weights_are_read_only_through_weights_only(tiny_model, tmp_path):
+    """A checkpoint with only ``pytorch_model.bin`` holding arbitrary pickled objects is refused."""
+    import pickle
+    import shutil
+
+    from crossrank import CrossEncoder
+    from crossrank.errors import CrossrankError
+
+    evil = tmp_path / "evil"
+    shutil.copytree(tiny_model, evil)
+    (evil / "model.safetensors").unlink()
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+
+    (evil / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Payload()}))
+    with pytest.raises(CrossrankError):
+        CrossEncoder(str(evil), backend="torch")
+    assert not (tmp_path / "pwned").exists()
