@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 from crossrank.engine.model import (
     ModelDir,
@@ -91,6 +92,30 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     return export(model, out, quantize=quantize)
 
 
+def uses_token_type_ids(hf: Any) -> bool:
+    """Whether the checkpoint reads segment ids (BERT-likes do; DistilBERT and single-type models don't)."""
+    return getattr(hf.config, "type_vocab_size", 1) > 1 and hf.config.model_type != "distilbert"
+
+
+def onnx_module(hf: Any, output: str) -> Any:
+    """``hf`` as a module of (input_ids, attention_mask[, token_type_ids]) returning one output tensor
+    (``logits`` for a cross-encoder, ``last_hidden_state`` for a bi-encoder), the shape ONNX export needs."""
+    import torch
+
+    class OneOutput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = hf
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):  # type: ignore[no-untyped-def]
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            return getattr(self.inner(**kwargs), output)
+
+    return OneOutput()
+
+
 def _torch_export(model: ModelDir, path: Path) -> None:
     try:
         import torch
@@ -107,18 +132,7 @@ def _torch_export(model: ModelDir, path: Path) -> None:
         ).eval()
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(model.name, f"transformers could not load it: {exc}") from exc
-    uses_tt = getattr(hf.config, "type_vocab_size", 1) > 1 and hf.config.model_type != "distilbert"
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = hf
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):  # type: ignore[no-untyped-def]
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            return self.inner(**kwargs).logits
+    uses_tt = uses_token_type_ids(hf)
 
     tok = Tokenizer.from_file(str(model.tokenizer_file))
     tok.no_padding()
@@ -136,7 +150,7 @@ def _torch_export(model: ModelDir, path: Path) -> None:
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer chatter about shapes that are dynamic axes here
-            torch.onnx.export(LogitsOnly(), args, str(path), input_names=names, output_names=["logits"],
+            torch.onnx.export(onnx_module(hf, "logits"), args, str(path), input_names=names, output_names=["logits"],
                               dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
                               dynamo=False)
     except Exception as exc:  # noqa: BLE001

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.engine.export import onnx_module, uses_token_type_ids
 from crossrank.engine.model import (
     ModelDir,
     cache_root,
@@ -88,18 +89,7 @@ def export_bi_encoder(source: ModelDir) -> Path:
         hf = AutoModel.from_pretrained(str(source.path), dtype=torch.float32, attn_implementation="eager").eval()
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(source.name, f"transformers could not load it: {exc}") from exc
-    uses_tt = getattr(hf.config, "type_vocab_size", 1) > 1 and hf.config.model_type != "distilbert"
-
-    class TokenEmbeddings(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = hf
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):  # type: ignore[no-untyped-def]
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            return self.inner(**kwargs).last_hidden_state
+    uses_tt = uses_token_type_ids(hf)
 
     ids = torch.tensor([[101, 2023, 2003, 102], [101, 2023, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
@@ -113,8 +103,9 @@ def export_bi_encoder(source: ModelDir) -> Path:
         try:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(TokenEmbeddings(), args, str(tmp / "model.onnx"), input_names=names,
-                                  output_names=["token_embeddings"], dynamic_axes=axes, opset_version=17,
+                torch.onnx.export(onnx_module(hf, "last_hidden_state"), args, str(tmp / "model.onnx"),
+                                  input_names=names, output_names=["token_embeddings"], dynamic_axes=axes,
+                                  opset_version=17,
                                   do_constant_folding=True, dynamo=False)
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(source.name, f"ONNX export of the bi-encoder failed: {exc}") from exc
