@@ -7,6 +7,7 @@ can read (a shared filesystem on a real cluster; the local disk on a single-mach
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,8 @@ def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | 
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    threads = max(1, cpus // workers)
+    budget = os.environ.get("CROSSRANK_THREADS", "")  # the cores this job may use in all, if capped
+    threads = max(1, min(cpus, int(budget) if budget.isdigit() and int(budget) > 0 else cpus) // workers)
     items = [{"job_in": job_in, "job_out": job_out, "first_row": first} for _, job_in, job_out, first in tasks]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         PartScorer, fn_constructor_kwargs={"model_kwargs": model_kwargs, "on": on, "threads": threads},
