@@ -102,4 +102,6 @@ def test_budget_and_cascade_flags(movies_index, tiny_model):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["method"] == "bm25+dense/rrf+cascade" and data["window"] == 10
+    fused = runner.invoke(app, ["search", str(movies_index), QUERY, "--model", str(tiny_model), "--fuse", "--json"])
+    assert fused.exit_code == 0 and json.loads(fused.stdout)["method"] == "bm25+dense/rrf+rerank+rrf"
     assert sum("rerank" in h["stages"] for h in data["hits"]) == 3

@@ -20,7 +20,8 @@ def test_method_grammar():
     m = parse_method("hybrid+mmr+rerank")
     assert (m.retrievers, m.mmr, m.rerank) == (("bm25", "dense"), True, True)
     assert parse_method("default").retrievers == ("bm25", "dense")
-    for bad in ("splade", "bm25+rerank+rerank", "dense+boost"):
+    assert parse_method("hybrid+rerank+fuse").fuse and not parse_method("hybrid+rerank").fuse
+    for bad in ("splade", "bm25+rerank+rerank", "dense+boost", "hybrid+fuse"):
         with pytest.raises(InputError):
             parse_method(bad)
 

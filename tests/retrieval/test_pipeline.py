@@ -131,6 +131,26 @@ def test_cascade_prunes_then_reranks(sample_index, tiny_model):
     assert {h.stage_rank("prune") for h in survivors} == {1, 2, 3, 4}
 
 
+def test_fused_ranker_is_rrf_of_first_stage_and_rerank_ranks(sample_index, tiny_ranker):
+    from crossrank.retrieval import FusedRanker
+
+    window = 10
+    plain = build_pipeline(sample_index, ranker=tiny_ranker)(QUERY, top_k=window, window=window)
+    fused = build_pipeline(sample_index, ranker=FusedRanker(tiny_ranker, k=60))(QUERY, top_k=window, window=window)
+    assert fused.method == "bm25+dense/rrf+rerank+rrf" and fused.window == window
+    first = build_pipeline(sample_index)(QUERY, top_k=window)
+    first_rank = {h.id: h.rank for h in first}
+    rerank_rank = {h.id: h.rank for h in plain}
+    assert set(first_rank) == set(rerank_rank) == {h.id for h in fused}
+    want = {i: 1 / (60 + first_rank[i]) + 1 / (60 + rerank_rank[i]) for i in first_rank}
+    for hit in fused:
+        assert hit.score == pytest.approx(want[hit.id], rel=1e-6)
+        assert hit.stage_rank("rerank") == rerank_rank[hit.id]
+    assert [h.id for h in fused] == sorted(want, key=lambda i: (-want[i], first_rank[i]))
+    with pytest.raises(InputError):
+        FusedRanker(tiny_ranker, k=0)
+
+
 def test_documents_stage_and_errors(sample_index, tiny_ranker, sample_corpus):
     richer = Corpus.from_records([{**d, "extra": i} for i, d in enumerate(sample_corpus.documents)])
     result = (BM25(sample_index) + richer)(QUERY, top_k=1)

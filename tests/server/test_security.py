@@ -57,7 +57,7 @@ def test_pickle_weights_are_read_only_through_weights_only(tiny_model, tmp_path)
 
     class Payload:
         def __reduce__(self):
-            return (exec, ("open(%r, 'w').write('pwned')" % str(tmp_path / "pwned"),))
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('pwned')",))
 
     (evil / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Payload()}))
     with pytest.raises(CrossrankError):

@@ -110,6 +110,8 @@ def search(
     cascade_model: Annotated[str | None, typer.Option(help="a larger cross-encoder for the survivors of --model")]
     = None,
     cascade_keep: Annotated[int, typer.Option(help="survivors of the cascade's first ranker")] = 10,
+    fuse: Annotated[bool, typer.Option(help="fuse the rerank with the first stage by RRF instead of replacing it")
+                    ] = False,
     remote: Annotated[str | None, typer.Option(help="URL of a remote ranker instead of the local engine")] = None,
     dialect: Annotated[str, typer.Option(help="remote API: cohere, tei or plain")] = "cohere",
     api_key: Annotated[str | None, typer.Option(envvar="CROSSRANK_API_KEY", help="remote API key")] = None,
@@ -120,7 +122,7 @@ def search(
 ) -> None:
     """Search an index: BM25 + dense fused by RRF (the default pipeline), optional MMR, and a cross-encoder
     rerank of the top WINDOW when a model is given."""
-    from crossrank.retrieval import CascadeRanker, Index, LocalRanker, RemoteRanker, build_pipeline
+    from crossrank.retrieval import CascadeRanker, FusedRanker, Index, LocalRanker, RemoteRanker, build_pipeline
 
     try:
         idx = Index.load(index_dir)
@@ -135,6 +137,8 @@ def search(
                            "are not relevance; pass --model with a trained cross-encoder", err=True)
             if cascade_model:
                 ranker = CascadeRanker(ranker, LocalRanker(cascade_model), keep=cascade_keep)
+        if fuse and ranker is not None:
+            ranker = FusedRanker(ranker, k=rrf_k)
         pipeline = build_pipeline(idx, retrievers=_fields(retrievers), rrf_k=rrf_k, weights=_weights(weights),
                                   mmr_lambda=mmr, ranker=ranker, on=_fields(on))
         result = pipeline(query, top_k=top_k, window=window, budget_ms=budget_ms, min_score=min_score)

@@ -21,7 +21,7 @@ from crossrank.eval.collection import Collection
 from crossrank.eval.metrics import evaluate, per_query
 
 FIRST_STAGES = {"bm25": ["bm25"], "dense": ["dense"], "hybrid": ["bm25", "dense"]}
-MODIFIERS = ("mmr", "rerank")
+MODIFIERS = ("mmr", "rerank", "fuse")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Method:
     retrievers: tuple[str, ...]
     mmr: bool = False
     rerank: bool = False
+    fuse: bool = False  # the rerank fused with the first stage by RRF (rankers.FusedRanker)
 
 
 def parse_method(name: str, default: str = "hybrid") -> Method:
@@ -42,7 +43,9 @@ def parse_method(name: str, default: str = "hybrid") -> Method:
     if bad or len(set(mods)) != len(mods):
         raise InputError(f"unknown or repeated stage {bad[0] if bad else mods!r} in {name!r}; "
                          f"stages are {MODIFIERS}")
-    return Method(name, tuple(FIRST_STAGES[first]), "mmr" in mods, "rerank" in mods)
+    if "fuse" in mods and "rerank" not in mods:
+        raise InputError(f"{name!r}: +fuse fuses the rerank with the first stage, so it needs +rerank")
+    return Method(name, tuple(FIRST_STAGES[first]), "mmr" in mods, "rerank" in mods, "fuse" in mods)
 
 
 @dataclass
@@ -86,6 +89,10 @@ def run_method(index: Any, collection: Collection, method: Method, *, window: in
 
     if method.rerank and ranker is None:
         raise InputError(f"{method.name} needs a ranker")
+    if method.fuse:
+        from crossrank.retrieval import FusedRanker
+
+        ranker = FusedRanker(ranker)
     pipeline = build_pipeline(index, retrievers=list(method.retrievers), mmr_lambda=0.7 if method.mmr else None,
                               ranker=ranker if method.rerank else None, depth=max(depth, window))
     run: dict[str, dict[str, float]] = {}

@@ -21,6 +21,7 @@ _EXPORTS = {
     "reciprocal_rank_fusion": "fusion", "mmr": "fusion",
     "Hit": "results", "SearchResult": "results", "StageScore": "results",
     "Ranking": "rankers", "Ranker": "rankers", "LocalRanker": "rankers", "CascadeRanker": "rankers",
+    "FusedRanker": "rankers",
     "RankerUnavailable": "rankers", "window_for_budget": "rankers",
     "RemoteRanker": "remote",
     "rerank_search_response": "elastic",

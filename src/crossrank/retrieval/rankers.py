@@ -137,6 +137,41 @@ class CascadeRanker:
         return first + second[np.minimum(n, len(survivors)) - 1] if len(survivors) else first
 
 
+class FusedRanker:
+    """The cross-encoder's ranking fused with the first stage's by Reciprocal Rank Fusion.
+
+    The window arrives in first-stage order, so a candidate's first-stage rank is its position; the
+    final score is ``1/(k + first_rank) + weight/(k + ranker_rank)``. A reranker that is good but not
+    better than its first stage everywhere can still add what the first stage lacks without throwing
+    away what it knew (the design the issue calls fusion). Stages keep the inner ranker's scores and
+    add ``fused``.
+    """
+
+    def __init__(self, inner: Ranker, *, k: int = 60, weight: float = 1.0) -> None:
+        if k < 1 or weight < 0:
+            raise InputError(f"fusion needs k >= 1 and weight >= 0, got k={k}, weight={weight}")
+        self.inner, self.k, self.weight = inner, k, weight
+        self.name = f"{inner.name}+rrf"
+
+    def calibrate(self) -> None:
+        calibrate = getattr(self.inner, "calibrate", None)
+        if calibrate is not None:
+            calibrate()
+
+    def rank(self, query: str, texts: Sequence[str]) -> Ranking:
+        inner = self.inner.rank(query, texts)
+        n = len(texts)
+        inner_rank = np.full(n, n, dtype=np.float64)  # candidates the inner ranker left out rank last
+        inner_rank[inner.order] = np.arange(len(inner.order))
+        fused = 1.0 / (self.k + 1 + np.arange(n)) + self.weight / (self.k + 1 + inner_rank)
+        order = np.argsort(-fused, kind="stable")
+        return Ranking(order=order, scores=fused[order].astype(np.float32),
+                       stages={**inner.stages, "fused": fused.astype(np.float32)})
+
+    def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        return _estimate(self.inner, query, texts)
+
+
 def _estimate(ranker: Ranker, query: str, texts: Sequence[str]) -> np.ndarray:
     estimate = getattr(ranker, "estimate_s", None)
     if estimate is None:
