@@ -28,7 +28,8 @@ def test_method_grammar():
 
 def test_eval_json_matches_published_baselines(tmp_path, tiny_model):
     per_query = tmp_path / "pq.jsonl"
-    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25,hybrid,hybrid+rerank", "--window", "10",
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25,hybrid,hybrid+rerank,hybrid+rerank+fuse",
+                                      "--window", "10", "--max-chunks", "2",
                                       "--model", str(tiny_model), "--json", "--per-query", str(per_query),
                                       "--compare", "hybrid", "bm25"])
     assert result.exit_code == 0, result.output
@@ -38,11 +39,13 @@ def test_eval_json_matches_published_baselines(tmp_path, tiny_model):
     assert by_method["bm25"]["ndcg@10"] == pytest.approx(0.494, abs=0.002)
     assert by_method["hybrid"]["ndcg@10"] == pytest.approx(0.519, abs=0.002)
     assert by_method["hybrid+rerank"]["latency_ms"]["rerank"]["p50"] > 0
+    # the fused rerank reorders only the window: recall@100 is the first stage's
+    assert by_method["hybrid+rerank+fuse"]["recall@100"] == pytest.approx(by_method["hybrid"]["recall@100"])
     assert all(0 <= r["mrr@10"] <= 1 and 0 <= r["recall@100"] <= 1 for r in payload["results"])
     (cmp,) = payload["comparisons"]
     assert (cmp["a"], cmp["b"], cmp["queries"]) == ("hybrid", "bm25", 35)
     lines = [json.loads(x) for x in per_query.read_text().splitlines()]
-    assert len(lines) == 3 * 35 and {"ndcg@10", "mrr@10", "recall@100"} <= set(lines[0])
+    assert len(lines) == 4 * 35 and {"ndcg@10", "mrr@10", "recall@100"} <= set(lines[0])
 
 
 def test_eval_errors(tmp_path):

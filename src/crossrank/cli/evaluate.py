@@ -35,6 +35,8 @@ def eval_command(
     model: Annotated[str | None, typer.Option(help="cross-encoder for +rerank (hub id, dir, export, built-in)")
                      ] = None,
     fields: Annotated[str, typer.Option(help="document fields the stages read")] = "title,text",
+    max_chunks: Annotated[int, typer.Option(help="long documents: windows per document, score = max (1 = truncate)")
+                          ] = 1,
     per_query_out: Annotated[Path | None, typer.Option("--per-query", help="write per-query figures (JSONL)")
                              ] = None,
     compare: Annotated[tuple[str, str] | None, typer.Option(help="paired test of method A against B on NDCG@10")
@@ -62,7 +64,7 @@ def eval_command(
         if any(m.rerank for m in parsed):
             from crossrank.retrieval import LocalRanker
 
-            ranker = LocalRanker(model)
+            ranker = LocalRanker(model, max_chunks_per_doc=max_chunks)
         results, comparisons = [], []
         for path in _collections(data_dir):
             collection = load_collection(path, split)
