@@ -160,11 +160,14 @@ def _print_result(result: SearchResult) -> None:
 
     console = Console()
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
-    console.print(f"[bold]{result.method}[/bold]  window {result.window}  ({timings})")
+    window = f"  window {result.window}" if result.window else ""
+    console.print(f"[bold]{result.method}[/bold]{window}  ({timings})")
     if result.fallback:
         console.print(f"[yellow]fallback:[/yellow] {result.fallback}")
     table = Table(show_lines=False)
-    for column in ("#", "title", "rerank", "rrf", "bm25 #", "dense #", "snippet"):
+    reranked = any(hit.stage_score("rerank") is not None for hit in result.hits)
+    columns = ["#", "title", *(["rerank"] if reranked else []), "rrf", "bm25 #", "dense #", "snippet"]
+    for column in columns:
         table.add_column(column, overflow="fold", justify="right" if column not in ("title", "snippet") else "left")
 
     def fmt(value: float | int | None, spec: str) -> str:
@@ -174,7 +177,7 @@ def _print_result(result: SearchResult) -> None:
         doc = hit.document
         title = str(doc.get("title") or hit.id)
         text = str(doc.get("text") or "")
-        table.add_row(str(hit.rank), title[:40], fmt(hit.stage_score("rerank"), ".4f"),
+        table.add_row(str(hit.rank), title[:40], *([fmt(hit.stage_score("rerank"), ".4f")] if reranked else []),
                       fmt(hit.stage_score("rrf"), ".4f"),
                       fmt(hit.stage_rank("bm25"), "d"), fmt(hit.stage_rank("dense"), "d"),
                       text[:80] + ("…" if len(text) > 80 else ""))
