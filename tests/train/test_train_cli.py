@@ -39,3 +39,19 @@ def test_training_on_the_held_out_collection_is_refused(tiny_model, toy_collecti
     assert result.exit_code == 2 and "both trained on and held out" in result.output
     nothing = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--base", str(tiny_model)])
     assert nothing.exit_code == 2 and "no training data" in nothing.output
+
+
+def test_adapt_on_a_plain_jsonl_corpus(tiny_model, toy_collections, tmp_path):
+    import json
+
+    _, held_out = toy_collections
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [json.loads(line) for line in (held_out / "corpus.jsonl").read_text().splitlines()]
+    corpus.write_text("\n".join(json.dumps({"id": r["_id"], "title": r["title"], "text": r["text"]}) for r in rows))
+    out = tmp_path / "adapted"
+    result = runner.invoke(app, ["adapt", str(corpus), "--out", str(out), "--base", str(tiny_model), "--steps", "2",
+                                 "--pseudo-count", "6", "--held-out", str(held_out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    assert "crossrank adapt" in card and str(corpus) in card and "| hybrid (no rerank) |" in card
+    assert (out / "onnx" / "model.onnx").is_file()
