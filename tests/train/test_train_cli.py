@@ -55,3 +55,25 @@ def test_adapt_on_a_plain_jsonl_corpus(tiny_model, toy_collections, tmp_path):
     card = (out / "README.md").read_text()
     assert "crossrank adapt" in card and str(corpus) in card and "| hybrid (no rerank) |" in card
     assert (out / "onnx" / "model.onnx").is_file()
+
+
+def test_calibrate_writes_a_map_the_engine_uses(tiny_model, toy_collections, tmp_path):
+    import json
+    import shutil
+
+    from crossrank import CrossEncoder
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    train_dir, held_out = toy_collections
+    result = runner.invoke(app, ["calibrate", str(model), str(train_dir), str(held_out), "--method", "isotonic",
+                                 "--window", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == 10 and report["pairs"] == 100 and 0 <= report["held_out_ece_calibrated"] <= 1
+    stored = json.loads((model / "calibration.json").read_text())
+    assert stored["method"] == "isotonic" and stored["collections"] == [train_dir.name, held_out.name]
+    scores = CrossEncoder(str(model)).score([("crocs best", "crocs clog"), ("wing", "heat")])
+    assert ((scores >= 0) & (scores <= 1)).all()
+    missing = runner.invoke(app, ["calibrate", str(tmp_path / "nope"), str(train_dir)])
+    assert missing.exit_code == 2 and "not a local model directory" in missing.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("auto", "raw", "identity", "sigmoid", "softmax", "tanh")
+ACTIVATIONS = ("auto", "raw", "identity", "sigmoid", "softmax", "tanh", "calibrated")
 
 
 def apply(name: str, logits: np.ndarray) -> np.ndarray:
@@ -25,4 +25,6 @@ def apply(name: str, logits: np.ndarray) -> np.ndarray:
         return e / e.sum(axis=1, keepdims=True)
     if name == "tanh":
         return np.tanh(logits)
+    if name == "calibrated":
+        raise ValueError("the calibrated activation needs the model's calibration (CrossEncoder applies it)")
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")

@@ -111,6 +111,14 @@ class CrossEncoder:
 
             declared = declared_activation(source.config, self.num_labels)
             model_max = default_max_length(source.path, source.config)
+        from crossrank.engine.calibration import load as load_calibration
+
+        # A calibration stored beside the model (``crossrank calibrate``) is what its scores mean.
+        self.calibration = load_calibration(source.path) if self.num_labels == 1 else None
+        if self.calibration is not None:
+            declared = "calibrated"
+        elif activation == "calibrated":
+            raise InputError(f"{self.model_name} has no calibration.json: run `crossrank calibrate` first")
         self.declared_activation = declared
         self.activation = declared if activation == "auto" else activation
         self.max_length = min(max_length or model_max, model_max)
@@ -224,6 +232,8 @@ class CrossEncoder:
             activation = self.declared_activation
         if activation not in act.ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
+        if activation == "calibrated" and self.calibration is None:
+            raise InputError(f"{self.model_name} has no calibration.json: run `crossrank calibrate` first")
         chunks = max_chunks_per_doc or self.max_chunks_per_doc
         if not isinstance(chunks, int) or chunks < 1:
             raise InputError("max_chunks_per_doc must be a positive integer")
@@ -251,7 +261,10 @@ class CrossEncoder:
             stats.batches.append(len(rows))
             stats.padded_tokens += batch.padded_tokens
         stats.inference_s = time.perf_counter() - t1
-        row_scores = act.apply(activation, row_logits)
+        if activation == "calibrated":  # monotone, so max over windows commutes with it
+            row_scores = self.calibration.apply(row_logits)  # type: ignore[union-attr]
+        else:
+            row_scores = act.apply(activation, row_logits)
         if enc.rows == len(unique):
             pair_scores = row_scores
         else:  # a document's score is the best of its windows

@@ -1,0 +1,108 @@
+"""Score calibration: a monotone map from a model's raw logit to the probability of relevance.
+
+Raw cross-encoder scores are not comparable across models or domains, so a threshold such as
+``min_score=0.5`` means something different for each. ``crossrank calibrate`` fits a map on labelled
+data (Platt: a logistic curve in the logit; isotonic: a monotone step function, interpolated) and
+stores it as ``calibration.json`` beside the model; the engine then reads it and, unless told otherwise,
+returns calibrated probabilities. Monotone maps never change a ranking, only what a score means.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.errors import InputError
+
+FILE = "calibration.json"
+METHODS = ("platt", "isotonic")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+@dataclass
+class Calibration:
+    """``platt``: p = sigmoid(a·z + b); ``isotonic``: p = interp(z, xs, ys) with ys non-decreasing."""
+
+    method: str
+    params: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        z = np.asarray(logits, dtype=np.float64)
+        if self.method == "platt":
+            out = _sigmoid(self.params["a"] * z + self.params["b"])
+        else:
+            out = np.interp(z, self.params["xs"], self.params["ys"])
+        return out.astype(np.float32)
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / FILE
+        path.write_text(json.dumps({"method": self.method, "params": self.params, **self.info}, indent=2))
+        return path
+
+
+def load(directory: Path) -> Calibration | None:
+    """The calibration stored beside a model, if there is one."""
+    path = Path(directory) / FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        method, params = data.pop("method"), data.pop("params")
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{path} is not a crossrank calibration ({exc})") from None
+    if method not in METHODS:
+        raise InputError(f"{path}: unknown calibration method {method!r}")
+    return Calibration(method, params, data)
+
+
+def fit(logits: np.ndarray, labels: np.ndarray, method: str = "platt") -> Calibration:
+    """Fit a calibration on raw logits and binary relevance labels (scipy does the optimisation)."""
+    z = np.asarray(logits, dtype=np.float64).ravel()
+    y = (np.asarray(labels).ravel() > 0).astype(np.float64)
+    if len(z) != len(y) or len(z) < 2:
+        raise InputError("calibration needs one label per score and at least two of them")
+    if y.min() == y.max():
+        raise InputError("calibration needs both relevant and non-relevant examples")
+    if method == "platt":
+        from scipy.optimize import minimize
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            t = w[0] * z + w[1]
+            # mean logistic loss and its gradient, written stably with logaddexp
+            value = float(np.mean(np.logaddexp(0.0, t) - y * t))
+            r = _sigmoid(t) - y
+            return value, np.array([np.mean(r * z), np.mean(r)])
+
+        res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+        return Calibration("platt", {"a": float(res.x[0]), "b": float(res.x[1])})
+    if method == "isotonic":
+        from scipy.optimize import isotonic_regression
+
+        order = np.argsort(z, kind="stable")
+        fitted = isotonic_regression(y[order]).x
+        xs, idx = np.unique(z[order], return_index=True)
+        # average the fitted values of tied scores, then keep the curve monotone
+        ys = np.maximum.accumulate(np.add.reduceat(fitted, idx) / np.diff(np.append(idx, len(z))))
+        return Calibration("isotonic", {"xs": xs.tolist(), "ys": ys.tolist()})
+    raise InputError(f"unknown calibration method {method!r}; expected one of {METHODS}")
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """ECE: the bin-weighted gap between mean predicted probability and observed relevance rate."""
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    y = (np.asarray(labels).ravel() > 0).astype(np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.sum() / len(p) * abs(p[mask].mean() - y[mask].mean())
+    return float(total)
