@@ -76,3 +76,25 @@ def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path
         ready = httpx.get(f"{srv.url}/ready")
         assert ready.status_code == 503 and ready.json()["models"] == {"tiny": "ready", "broken": "failed"}
         assert "failed" in ready.json()["error"]["message"]
+
+
+def test_a_calibrated_model_answers_calibrated_probabilities(start, tiny_model, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from crossrank import CrossEncoder
+    from crossrank.engine.calibration import Calibration
+    from crossrank.server.config import config_from_dict
+
+    model = tmp_path / "calibrated"
+    shutil.copytree(tiny_model, model)
+    Calibration("platt", {"a": 2.0, "b": -1.0}).save(model)
+    docs = ["crocs clog", "wing lift", "heat flow"]
+    raw = CrossEncoder(str(model), activation="raw").score([("crocs", d) for d in docs])
+    with start(config_from_dict({"models": {"cal": {"model": str(model), "threads": 1}}})) as srv:
+        got = httpx.post(f"{srv.url}/v2/rerank", json={"query": "crocs", "documents": docs}).json()["results"]
+        scores = {r["index"]: r["relevance_score"] for r in got}
+        np.testing.assert_allclose([scores[i] for i in range(3)], 1 / (1 + np.exp(-(2.0 * raw - 1.0))), atol=1e-5)
+        tei = httpx.post(f"{srv.url}/rerank", json={"query": "crocs", "texts": docs, "raw_scores": True}).json()
+        np.testing.assert_allclose(sorted(r["score"] for r in tei), sorted(raw), atol=1e-5)

@@ -90,6 +90,13 @@ async def _admitted(request: Request) -> AsyncIterator[None]:
         state.in_flight -= 1
 
 
+def _activation(batcher: Batcher, raw: bool) -> str:
+    """Logits when asked; otherwise a probability: the model's calibration if it has one, else sigmoid."""
+    if raw:
+        return "raw"
+    return "calibrated" if getattr(batcher.encoder, "calibration", None) is not None else "sigmoid"
+
+
 async def _scores(request: Request, batcher: Batcher, query: str, texts: list[str], activation: str,
                   chunks: int) -> ScoreResult:
     """Submit one query's documents to the batcher and await them within the request timeout."""
@@ -133,7 +140,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
         if chunks is None and q.max_tokens_per_doc is not None:
             # As many model windows as cover about that many document tokens, within the server's limit.
             chunks = min(math.ceil(q.max_tokens_per_doc / batcher.encoder.max_length), limits.max_chunks_per_doc)
-        result = await _scores(request, batcher, query, texts, "raw" if q.raw_scores else "sigmoid",
+        result = await _scores(request, batcher, query, texts, _activation(batcher, q.raw_scores),
                                chunks or batcher.encoder.max_chunks_per_doc)
     _observe(request, entry.name, result, len(texts))
     order = np.argsort(-result.scores, kind="stable")  # ties keep the caller's order
@@ -161,7 +168,7 @@ async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any
     request.state.documents = len(pairs)
     async with _admitted(request):
         batcher = await request.app.state.registry.batcher(entry.name)
-        activation = "raw" if raw_scores else "sigmoid"
+        activation = _activation(batcher, raw_scores)
         results = await asyncio.gather(*(
             _scores(request, batcher, q, [texts[i] for i in rows], activation, batcher.encoder.max_chunks_per_doc)
             for q, rows in groups.items()))
