@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.errors import InputError, MissingDependencyError
+from crossrank.jsonl import read_objects
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -38,19 +39,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             return pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several unrelated types for a bad file
             raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
-    rows = []
-    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{n}: each line must be a JSON object")
-            rows.append(row)
-    return rows
+    return read_objects(path, errors="surrogateescape")
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -7,11 +7,11 @@ for every method and drag all of them down alike, hiding real differences.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossrank.errors import InputError
+from crossrank.jsonl import read_objects
 
 
 @dataclass
@@ -32,19 +32,7 @@ class Collection:
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise InputError(f"{path} not found: a BEIR-layout collection needs corpus.jsonl and queries.jsonl")
-    rows = []
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "_id" not in row:
-                raise InputError(f"{path}:{n}: each line must be an object with an '_id'")
-            rows.append(row)
-    return rows
+    return read_objects(path, required="_id")
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:

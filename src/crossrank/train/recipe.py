@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.errors import InputError
+from crossrank.jsonl import read_objects
 from crossrank.train.examples import Group, first_stage_searcher, judged_groups, pseudo_groups
 from crossrank.train.trainer import TrainConfig, TrainResult, train
 
@@ -31,8 +32,7 @@ def _corpus_of(path: Path, fields: Sequence[str]) -> tuple[str, dict[str, dict],
     from crossrank.eval.runner import index_for
 
     if path.is_dir() and (path / "corpus.jsonl").is_file():
-        rows = [json.loads(line) for line in (path / "corpus.jsonl").open(encoding="utf-8") if line.strip()]
-        corpus = {str(r["_id"]): r for r in rows}
+        corpus = {str(r["_id"]): r for r in read_objects(path / "corpus.jsonl", required="_id")}
         collection = Collection(path.name, path, corpus, {}, {})
         return path.name, corpus, index_for(collection, list(fields))
     from crossrank.retrieval import Index, load_corpus

@@ -1,0 +1,36 @@
+"""JSON Lines, read one way everywhere: blank lines skipped, every other line a JSON object, errors that
+name the file and line. Used by batch scoring, evaluation and training (corpora and query files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import InputError
+
+
+def read_objects(path: Path, *, errors: str = "replace", required: str | None = None) -> list[dict[str, Any]]:
+    """Every object of a JSONL file; ``errors`` is the UTF-8 decoding policy, ``required`` a key each must have.
+
+    ``surrogateescape`` keeps undecodable bytes round-trippable (batch scoring writes rows back);
+    ``replace`` turns them into U+FFFD (reading a corpus to search it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} not found")
+    rows = []
+    with path.open(encoding="utf-8", errors=errors) as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{n}: each line must be a JSON object")
+            if required is not None and required not in row:
+                raise InputError(f"{path}:{n}: each line must be an object with a {required!r}")
+            rows.append(row)
+    return rows
