@@ -77,3 +77,17 @@ def test_calibrate_writes_a_map_the_engine_uses(tiny_model, toy_collections, tmp
     assert ((scores >= 0) & (scores <= 1)).all()
     missing = runner.invoke(app, ["calibrate", str(tmp_path / "nope"), str(train_dir)])
     assert missing.exit_code == 2 and "not a local model directory" in missing.output
+
+
+def test_distillation_from_a_teacher_model(tiny_model, toy_collections):
+    import numpy as np
+
+    from crossrank import CrossEncoder
+    from crossrank.train.recipe import build_groups, teach
+
+    train_dir, _ = toy_collections
+    groups = build_groups(judged=[train_dir], group_size=4, depth=20)
+    taught = teach(groups, str(tiny_model))
+    want = CrossEncoder(str(tiny_model), activation="raw").score([(groups[0].query, d) for d in groups[0].docs])
+    np.testing.assert_allclose(taught[0].teacher, want, atol=1e-5)
+    assert [g.labels for g in taught] == [g.labels for g in groups] and taught[0].teacher != groups[0].teacher

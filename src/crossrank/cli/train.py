@@ -37,6 +37,7 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def _run(ctx: typer.Context, out: Path, *, judged: list[Path], pseudo: list[Path], pseudo_count: int,
+         teacher: str | None,
          held_out: Path | None, base: str, loss: str, distill: float, steps: int, groups_per_step: int,
          group_size: int, lr: float,
          max_length: int, depth: int, window: int, seed: int, checkpoint_every: int, eval_every: int,
@@ -67,7 +68,8 @@ def _run(ctx: typer.Context, out: Path, *, judged: list[Path], pseudo: list[Path
 
             result = run(out, config, judged=judged, pseudo=pseudo, pseudo_count=pseudo_count, held_out=held_out,
                          window=window, group_size=group_size, depth=depth, fields=fields.split(","),
-                         resume=resume, quantize=quantize, command=command, report=report, progress=progress)
+                         resume=resume, quantize=quantize, command=command, teacher=teacher, report=report,
+                         progress=progress)
     except CrossrankError as exc:
         _fail(exc)
     for e in result.evaluations:
@@ -86,7 +88,9 @@ def train_command(
     held_out: Annotated[Path | None, typer.Option(help="BEIR collection to evaluate on, never trained on")] = None,
     base: Annotated[str, typer.Option(help="starting cross-encoder (built-in, hub id, dir)")] = "minilm-l6-untrained",
     loss: Annotated[str, typer.Option(help="listwise, pairwise or pointwise")] = "listwise",
-    distill: Annotated[float, typer.Option(help="weight of the first-stage distillation loss (0 = off)")] = 0.0,
+    distill: Annotated[float, typer.Option(help="weight of the distillation loss (0 = off)")] = 0.0,
+    teacher: Annotated[str | None, typer.Option(help="distil this cross-encoder's scores instead of the first "
+                                                     "stage's ranking")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 1000,
     groups_per_step: Annotated[int, typer.Option(help="queries per step")] = 4,
     group_size: Annotated[int, typer.Option(help="candidates per query (1 positive + negatives)")] = 8,
@@ -108,7 +112,8 @@ def train_command(
     Negatives are mined by crossrank's hybrid first stage; --distill adds the first stage's ranking as a
     teacher. The result is a checkpoint, its ONNX export and a model card with the held-out figures.
     """
-    _run(ctx, out, judged=data or [], pseudo=pseudo or [], pseudo_count=pseudo_count, held_out=held_out, base=base,
+    _run(ctx, out, judged=data or [], pseudo=pseudo or [], pseudo_count=pseudo_count, teacher=teacher,
+         held_out=held_out, base=base,
          loss=loss, distill=distill, steps=steps, groups_per_step=groups_per_step, group_size=group_size, lr=lr,
          max_length=max_length, depth=depth, window=window, seed=seed, checkpoint_every=checkpoint_every,
          eval_every=eval_every, resume=resume, quantize=quantize, threads=threads, fields=fields, quiet=quiet)
@@ -135,7 +140,8 @@ def adapt_command(
     With --held-out (judged queries, e.g. over the same corpus: their labels are never read for training),
     the card reports the hybrid's figures and the adapted reranker's side by side.
     """
-    _run(ctx, out, judged=[], pseudo=[corpus], pseudo_count=pseudo_count, held_out=held_out, base=base, loss="listwise",
+    _run(ctx, out, judged=[], pseudo=[corpus], pseudo_count=pseudo_count, teacher=None, held_out=held_out, base=base,
+         loss="listwise",
          distill=distill, steps=steps, groups_per_step=4, group_size=8, lr=lr, max_length=256, depth=100, window=20,
          seed=seed, checkpoint_every=200, eval_every=0, resume=resume, quantize=None, threads=None, fields=fields,
          quiet=quiet)

@@ -73,6 +73,26 @@ def build_groups(*, judged: Sequence[Path] = (), pseudo: Sequence[Path] = (), ps
     return groups
 
 
+def teach(groups: Sequence[Group], teacher: str, report: Report | None = None) -> list[Group]:
+    """Replace the first stage's teacher logits with another cross-encoder's raw scores (distillation
+    from a larger or better model), scored by the engine in one batched call."""
+    from crossrank.engine import CrossEncoder
+
+    encoder = CrossEncoder(teacher)
+    pairs = [(g.query, d) for g in groups for d in g.docs]
+    logits = encoder.score(pairs, activation="raw")
+    if logits.ndim != 1:
+        raise InputError(f"teacher {teacher!r} has several labels; distillation needs one score per pair")
+    out, at = [], 0
+    for g in groups:
+        n = len(g.docs)
+        out.append(Group(g.query, g.docs, g.labels, [float(x) for x in logits[at:at + n]], g.source))
+        at += n
+    if report:
+        report(f"teacher {encoder.model_name}: scored {len(pairs)} pairs")
+    return out
+
+
 def held_out_evaluator(path: Path, *, window: int = 20, fields: Sequence[str] = ("title", "text"),
                        split: str = "test") -> Callable[[Path], dict[str, Any]]:
     """``evaluate(model_dir)``: NDCG@10 / MRR@10 of hybrid+rerank on a collection never trained on."""
@@ -151,7 +171,7 @@ def write_card(out: Path, config: TrainConfig, result: TrainResult, *, sources: 
 def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: Sequence[Path] = (),
         pseudo_count: int = 1000, held_out: Path | None = None, window: int = 20, group_size: int = 8,
         depth: int = 100, fields: Sequence[str] = ("title", "text"), resume: bool = False,
-        quantize: str | None = None, command: str = "", report: Report | None = None,
+        quantize: str | None = None, command: str = "", teacher: str | None = None, report: Report | None = None,
         progress: Callable[[int, float], None] | None = None) -> TrainResult:
     """Build the groups, train, export, write the card.
 
@@ -163,6 +183,8 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     t0 = time.perf_counter()
     groups = build_groups(judged=judged, pseudo=pseudo, pseudo_count=pseudo_count, fields=fields,
                           group_size=group_size, depth=depth, seed=config.seed, report=report)
+    if teacher:
+        groups = teach(groups, teacher, report)
     if report:
         report(f"{len(groups)} groups in {time.perf_counter() - t0:.0f} s; training {config.steps} steps")
     evaluate = held_out_evaluator(held_out, window=window, fields=fields) if held_out is not None else None
@@ -170,6 +192,7 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     baseline = hybrid_baseline(held_out, fields=fields) if held_out is not None else None
     export_trained(out, quantize)
     write_card(out, config, result, sources={"judged": [str(p) for p in judged], "pseudo": [str(p) for p in pseudo],
-                                             "held out": [str(held_out)] if held_out else []},
+                                             "held out": [str(held_out)] if held_out else [],
+                                             "teacher": [teacher or "the hybrid first stage (rank)"]},
                groups=len(groups), command=command, baseline=baseline)
     return result
