@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from crossrank.errors import CrossrankError
+
+if TYPE_CHECKING:
+    from crossrank.train.trainer import TrainConfig
 
 Paths = Annotated[list[Path] | None, typer.Option()]
 
@@ -36,28 +39,20 @@ def _command_line(ctx: typer.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def _run(ctx: typer.Context, out: Path, *, judged: list[Path], pseudo: list[Path], pseudo_count: int,
-         teacher: str | None,
-         held_out: Path | None, base: str, loss: str, distill: float, steps: int, groups_per_step: int,
-         group_size: int, lr: float,
-         max_length: int, depth: int, window: int, seed: int, checkpoint_every: int, eval_every: int,
-         resume: bool, quantize: str | None, threads: int | None, fields: str, quiet: bool) -> None:
+def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **recipe: Any) -> None:
+    """Run ``train.recipe.run`` with a progress bar (running loss) and print where the model went."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from crossrank.cli.app import _fail
     from crossrank.train.recipe import run
-    from crossrank.train.trainer import TrainConfig
 
     console = Console(stderr=True)
-    config = TrainConfig(base=base, loss=loss, distill_weight=distill, steps=steps, groups_per_step=groups_per_step,
-                         lr=lr, max_length=max_length, seed=seed, checkpoint_every=checkpoint_every,
-                         eval_every=eval_every if held_out else 0, threads=threads)
     command = _command_line(ctx)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("loss {task.fields[loss]:.4f}"), console=console, disable=quiet) as bar:
-            task = bar.add_task("train", total=steps, loss=float("nan"))
+            task = bar.add_task("train", total=config.steps, loss=float("nan"))
 
             def report(message: str) -> None:
                 if not quiet:
@@ -66,10 +61,7 @@ def _run(ctx: typer.Context, out: Path, *, judged: list[Path], pseudo: list[Path
             def progress(step: int, running: float) -> None:
                 bar.update(task, completed=step, loss=running)
 
-            result = run(out, config, judged=judged, pseudo=pseudo, pseudo_count=pseudo_count, held_out=held_out,
-                         window=window, group_size=group_size, depth=depth, fields=fields.split(","),
-                         resume=resume, quantize=quantize, command=command, teacher=teacher, report=report,
-                         progress=progress)
+            result = run(out, config, command=command, report=report, progress=progress, **recipe)
     except CrossrankError as exc:
         _fail(exc)
     for e in result.evaluations:
@@ -112,11 +104,14 @@ def train_command(
     Negatives are mined by crossrank's hybrid first stage; --distill adds the first stage's ranking as a
     teacher. The result is a checkpoint, its ONNX export and a model card with the held-out figures.
     """
-    _run(ctx, out, judged=data or [], pseudo=pseudo or [], pseudo_count=pseudo_count, teacher=teacher,
-         held_out=held_out, base=base,
-         loss=loss, distill=distill, steps=steps, groups_per_step=groups_per_step, group_size=group_size, lr=lr,
-         max_length=max_length, depth=depth, window=window, seed=seed, checkpoint_every=checkpoint_every,
-         eval_every=eval_every, resume=resume, quantize=quantize, threads=threads, fields=fields, quiet=quiet)
+    from crossrank.train.trainer import TrainConfig
+
+    config = TrainConfig(base=base, loss=loss, distill_weight=distill, steps=steps, groups_per_step=groups_per_step,
+                         lr=lr, max_length=max_length, seed=seed, checkpoint_every=checkpoint_every,
+                         eval_every=eval_every if held_out else 0, threads=threads)
+    _run(ctx, out, config, quiet=quiet, judged=data or [], pseudo=pseudo or [], pseudo_count=pseudo_count,
+         teacher=teacher, held_out=held_out, window=window, group_size=group_size, depth=depth,
+         fields=fields.split(","), resume=resume, quantize=quantize)
 
 
 def adapt_command(
@@ -140,11 +135,12 @@ def adapt_command(
     With --held-out (judged queries, e.g. over the same corpus: their labels are never read for training),
     the card reports the hybrid's figures and the adapted reranker's side by side.
     """
-    _run(ctx, out, judged=[], pseudo=[corpus], pseudo_count=pseudo_count, teacher=None, held_out=held_out, base=base,
-         loss="listwise",
-         distill=distill, steps=steps, groups_per_step=4, group_size=8, lr=lr, max_length=256, depth=100, window=20,
-         seed=seed, checkpoint_every=200, eval_every=0, resume=resume, quantize=None, threads=None, fields=fields,
-         quiet=quiet)
+    from crossrank.train.trainer import TrainConfig
+
+    config = TrainConfig(base=base, loss="listwise", distill_weight=distill, steps=steps, lr=lr, max_length=256,
+                         seed=seed)
+    _run(ctx, out, config, quiet=quiet, pseudo=[corpus], pseudo_count=pseudo_count, held_out=held_out,
+         fields=fields.split(","), resume=resume)
 
 
 def calibrate_command(

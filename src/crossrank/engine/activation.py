@@ -7,18 +7,23 @@ import numpy as np
 ACTIVATIONS = ("auto", "raw", "identity", "sigmoid", "softmax", "tanh", "calibrated")
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The logistic function, split by sign so neither branch overflows in exp."""
+    logits = np.asarray(logits)
+    out = np.empty_like(logits, dtype=np.result_type(logits.dtype, np.float32))
+    pos = logits >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-logits[pos]))
+    e = np.exp(logits[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
 def apply(name: str, logits: np.ndarray) -> np.ndarray:
     """Apply an activation to (rows, labels) logits; ``raw``/``identity`` return them unchanged."""
     if name in ("raw", "identity"):
         return logits
     if name == "sigmoid":
-        # Split by sign so neither branch overflows in exp.
-        out = np.empty_like(logits)
-        pos = logits >= 0
-        out[pos] = 1.0 / (1.0 + np.exp(-logits[pos]))
-        e = np.exp(logits[~pos])
-        out[~pos] = e / (1.0 + e)
-        return out
+        return sigmoid(logits)
     if name == "softmax":
         z = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(z)

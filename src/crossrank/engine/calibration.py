@@ -16,14 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.engine.activation import sigmoid
 from crossrank.errors import InputError
 
 FILE = "calibration.json"
 METHODS = ("platt", "isotonic")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
 
 
 @dataclass
@@ -37,7 +34,7 @@ class Calibration:
     def apply(self, logits: np.ndarray) -> np.ndarray:
         z = np.asarray(logits, dtype=np.float64)
         if self.method == "platt":
-            out = _sigmoid(self.params["a"] * z + self.params["b"])
+            out = sigmoid(self.params["a"] * z + self.params["b"])
         else:
             out = np.interp(z, self.params["xs"], self.params["ys"])
         return out.astype(np.float32)
@@ -78,7 +75,7 @@ def fit(logits: np.ndarray, labels: np.ndarray, method: str = "platt") -> Calibr
             t = w[0] * z + w[1]
             # mean logistic loss and its gradient, written stably with logaddexp
             value = float(np.mean(np.logaddexp(0.0, t) - y * t))
-            r = _sigmoid(t) - y
+            r = sigmoid(t) - y
             return value, np.array([np.mean(r * z), np.mean(r)])
 
         res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")

@@ -115,12 +115,8 @@ class CrossEncoder:
 
         # A calibration stored beside the model (``crossrank calibrate``) is what its scores mean.
         self.calibration = load_calibration(source.path) if self.num_labels == 1 else None
-        if self.calibration is not None:
-            declared = "calibrated"
-        elif activation == "calibrated":
-            raise InputError(f"{self.model_name} has no calibration.json: run `crossrank calibrate` first")
-        self.declared_activation = declared
-        self.activation = declared if activation == "auto" else activation
+        self.declared_activation = "calibrated" if self.calibration is not None else declared
+        self.activation = self._resolve_activation(activation)
         self.max_length = min(max_length or model_max, model_max)
         self.tokenizer = PairTokenizer(source.tokenizer_file, self.max_length, max_query_length, self.model_name)
         on_gpu = self.backend.device.startswith("cuda")
@@ -148,6 +144,20 @@ class CrossEncoder:
         self.source = exported if source.kind == "export" else source
         return OnnxBackend(onnx_file, threads=self.threads, precision=quantize or "fp32",
                            model_name=self.model_name)
+
+    def _resolve_activation(self, name: str) -> str:
+        """``auto`` -> what the model declares; unknown names and a missing calibration are input errors."""
+        name = self.declared_activation if name == "auto" else name
+        if name not in act.ACTIVATIONS:
+            raise InputError(f"unknown activation {name!r}; expected one of {act.ACTIVATIONS}")
+        if name == "calibrated" and self.calibration is None:
+            raise InputError(f"{self.model_name} has no calibration.json: run `crossrank calibrate` first")
+        return name
+
+    @property
+    def probability_activation(self) -> str:
+        """How this model's scores become probabilities: its calibration if it has one, else the sigmoid."""
+        return "calibrated" if self.calibration is not None else "sigmoid"
 
     def __repr__(self) -> str:
         return (f"CrossEncoder({self.model_name!r}, backend={self.backend.name!r}, "
@@ -227,13 +237,7 @@ class CrossEncoder:
 
     def _score(self, queries: list[str], texts: list[str], activation: str | None,
                max_chunks_per_doc: int | None) -> tuple[np.ndarray, ScoreStats]:
-        activation = activation or self.activation
-        if activation == "auto":
-            activation = self.declared_activation
-        if activation not in act.ACTIVATIONS:
-            raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
-        if activation == "calibrated" and self.calibration is None:
-            raise InputError(f"{self.model_name} has no calibration.json: run `crossrank calibrate` first")
+        activation = self._resolve_activation(activation or self.activation)
         chunks = max_chunks_per_doc or self.max_chunks_per_doc
         if not isinstance(chunks, int) or chunks < 1:
             raise InputError("max_chunks_per_doc must be a positive integer")

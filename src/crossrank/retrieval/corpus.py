@@ -100,8 +100,7 @@ class Corpus:
 
     def text_at(self, position: int, on: Sequence[str]) -> str:
         """One document's text for ``on`` (fields it lacks are skipped); no per-corpus check, for hot paths."""
-        doc = self.documents[position]
-        return "\n".join(v if isinstance(v, str) else str(v) for f in on if _present(v := doc.get(f)))
+        return join_fields(self.documents[position], on)
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], *, id_field: str | None = None,
@@ -125,6 +124,11 @@ class Corpus:
             ids.append(str(value))
             docs.append(dict(record))
         return cls(ids, docs, id_field=id_field or "id", source=source)
+
+
+def join_fields(doc: Mapping[str, Any], on: Sequence[str]) -> str:
+    """A document's ``on`` fields joined by newlines, skipping missing and blank ones: what every stage reads."""
+    return "\n".join(v if isinstance(v, str) else str(v) for f in on if _present(v := doc.get(f)))
 
 
 def _present(value: Any) -> bool:

@@ -91,10 +91,8 @@ async def _admitted(request: Request) -> AsyncIterator[None]:
 
 
 def _activation(batcher: Batcher, raw: bool) -> str:
-    """Logits when asked; otherwise a probability: the model's calibration if it has one, else sigmoid."""
-    if raw:
-        return "raw"
-    return "calibrated" if getattr(batcher.encoder, "calibration", None) is not None else "sigmoid"
+    """Logits when asked; otherwise the probability the engine says this model's scores map to."""
+    return "raw" if raw else batcher.encoder.probability_activation
 
 
 async def _scores(request: Request, batcher: Batcher, query: str, texts: list[str], activation: str,

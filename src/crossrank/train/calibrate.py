@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.engine.activation import sigmoid
 from crossrank.engine.calibration import expected_calibration_error, fit
 from crossrank.errors import InputError
 
@@ -25,7 +26,7 @@ def _examples(encoder: Any, paths: Sequence[Path], window: int, fields: Sequence
     from crossrank.eval import load_collection
     from crossrank.eval.runner import index_for
     from crossrank.retrieval import build_pipeline
-    from crossrank.train.examples import document_text
+    from crossrank.retrieval.corpus import join_fields
 
     out = []
     for path in paths:
@@ -35,7 +36,7 @@ def _examples(encoder: Any, paths: Sequence[Path], window: int, fields: Sequence
             hits = pipeline(text, top_k=window, window=0).hits
             if not hits:
                 continue
-            logits = encoder.score([(text, document_text(h.document, fields)) for h in hits], activation="raw")
+            logits = encoder.score([(text, join_fields(h.document, fields)) for h in hits], activation="raw")
             labels = np.array([collection.qrels[qid].get(h.id, 0) > 0 for h in hits], dtype=np.float64)
             out.append((f"{collection.name}/{qid}", np.asarray(logits, dtype=np.float64), labels))
     return out
@@ -61,7 +62,7 @@ def calibrate(model_dir: Path, collections: Sequence[Path], *, method: str = "pl
     test_z = np.concatenate([z for i, (_, z, _) in enumerate(examples) if i not in half])
     test_y = np.concatenate([y for i, (_, _, y) in enumerate(examples) if i not in half])
     held_out = fit(fit_z, fit_y, method)
-    before = expected_calibration_error(1.0 / (1.0 + np.exp(-test_z)), test_y)
+    before = expected_calibration_error(sigmoid(test_z), test_y)
     after = expected_calibration_error(held_out.apply(test_z), test_y)
     all_z = np.concatenate([z for _, z, _ in examples])
     all_y = np.concatenate([y for _, _, y in examples])

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossrank.errors import InputError
+from crossrank.retrieval.corpus import join_fields
 
 
 @dataclass
@@ -49,11 +50,6 @@ def rank_teacher(rank: int) -> float:
     mean nothing across queries; 1/(rank+1) is the shape of NDCG's own discount.
     """
     return -math.log(rank + 1.0)
-
-
-def document_text(doc: dict[str, Any], fields: Sequence[str]) -> str:
-    """The fields a ranker reads, joined as the engine joins them."""
-    return "\n".join(str(doc.get(f) or "") for f in fields if doc.get(f)).strip()
 
 
 Searcher = Callable[[str, int], list[str]]
@@ -115,7 +111,7 @@ def judged_groups(corpus: dict[str, dict], queries: dict[str, str], qrels: dict[
             negs = _sample_negatives(ranked, set(positives), group_size - 1, rng, ids)
             cands = [pos, *negs]
             groups.append(Group(
-                text, [document_text(corpus[d], fields) for d in cands],
+                text, [join_fields(corpus[d], fields) for d in cands],
                 [float(judged.get(d, 0)) for d in cands],
                 [rank_teacher(position.get(d, depth)) for d in cands], source=source))
     return groups
@@ -167,7 +163,7 @@ def pseudo_groups(corpus: dict[str, dict], search: Searcher, *, count: int, fiel
         if len(negs) < 1:
             continue
         cands = [did, *negs]
-        groups.append(Group(query, [document_text(corpus[d], fields) for d in cands],
+        groups.append(Group(query, [join_fields(corpus[d], fields) for d in cands],
                             [1.0] + [0.0] * len(negs), [rank_teacher(position.get(d, depth)) for d in cands],
                             source=source))
         if progress:

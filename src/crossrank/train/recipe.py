@@ -93,33 +93,33 @@ def teach(groups: Sequence[Group], teacher: str, report: Report | None = None) -
     return out
 
 
-def held_out_evaluator(path: Path, *, window: int = 20, fields: Sequence[str] = ("title", "text"),
-                       split: str = "test") -> Callable[[Path], dict[str, Any]]:
-    """``evaluate(model_dir)``: NDCG@10 / MRR@10 of hybrid+rerank on a collection never trained on."""
-    from crossrank.engine import CrossEncoder
-    from crossrank.eval import load_collection
-    from crossrank.eval.runner import index_for, parse_method, run_method
-    from crossrank.retrieval import LocalRanker
+class HeldOut:
+    """A judged collection never trained on, loaded and indexed once: the hybrid's own figures on it (the bar
+    a reranker must clear) and, called with a model directory, NDCG@10 / MRR@10 of hybrid + rerank."""
 
-    collection = load_collection(path, split)
-    index = index_for(collection, list(fields))
+    def __init__(self, path: Path, *, window: int = 20, fields: Sequence[str] = ("title", "text"),
+                 split: str = "test") -> None:
+        from crossrank.eval import load_collection
+        from crossrank.eval.runner import index_for
 
-    def evaluate(model_dir: Path) -> dict[str, Any]:
-        ranker = LocalRanker(CrossEncoder(str(model_dir), backend="torch"))
-        result = run_method(index, collection, parse_method("hybrid+rerank"), window=window, ranker=ranker)
-        return {"collection": collection.name, **{k: round(v, 4) for k, v in result.measures.items()}}
+        self.collection = load_collection(path, split)
+        self.index = index_for(self.collection, list(fields))
+        self.window = window
 
-    return evaluate
+    def _measure(self, method: str, ranker: Any = None) -> dict[str, Any]:
+        from crossrank.eval.runner import parse_method, run_method
 
+        result = run_method(self.index, self.collection, parse_method(method), window=self.window, ranker=ranker)
+        return {"collection": self.collection.name, **{k: round(v, 4) for k, v in result.measures.items()}}
 
-def hybrid_baseline(path: Path, *, fields: Sequence[str] = ("title", "text"), split: str = "test") -> dict[str, Any]:
-    """The hybrid first stage's figures on ``path``: the bar a reranker must clear."""
-    from crossrank.eval import load_collection
-    from crossrank.eval.runner import index_for, parse_method, run_method
+    def baseline(self) -> dict[str, Any]:
+        return self._measure("hybrid")
 
-    collection = load_collection(path, split)
-    result = run_method(index_for(collection, list(fields)), collection, parse_method("hybrid"), window=0)
-    return {"collection": collection.name, **{k: round(v, 4) for k, v in result.measures.items()}}
+    def __call__(self, model_dir: Path) -> dict[str, Any]:
+        from crossrank.engine import CrossEncoder
+        from crossrank.retrieval import LocalRanker
+
+        return self._measure("hybrid+rerank", LocalRanker(CrossEncoder(str(model_dir), backend="torch")))
 
 
 def export_trained(out: Path, quantize: str | None) -> Path:
@@ -146,10 +146,8 @@ def write_card(out: Path, config: TrainConfig, result: TrainResult, *, sources: 
         "## Recipe", "", "```json", json.dumps(config.__dict__, indent=2), "```", "",
         "## Run", "",
         f"- {result.steps} steps in {result.seconds / 60:.1f} min on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {platform.python_version()}; resumed from step {result.resumed_from}"
-        if result.resumed_from else
-        f"- {result.steps} steps in {result.seconds / 60:.1f} min on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
+        + (f"; resumed from step {result.resumed_from}" if result.resumed_from else ""),
         f"- loss: first 50 steps {sum(result.losses[:50]) / max(1, len(result.losses[:50])):.4f}, "
         f"last 50 {sum(result.losses[-50:]) / max(1, len(result.losses[-50:])):.4f}", "",
     ]
@@ -187,9 +185,9 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
         groups = teach(groups, teacher, report)
     if report:
         report(f"{len(groups)} groups in {time.perf_counter() - t0:.0f} s; training {config.steps} steps")
-    evaluate = held_out_evaluator(held_out, window=window, fields=fields) if held_out is not None else None
+    evaluate = HeldOut(held_out, window=window, fields=fields) if held_out is not None else None
     result = train(groups, out, config, resume=resume, evaluate=evaluate, progress=progress)
-    baseline = hybrid_baseline(held_out, fields=fields) if held_out is not None else None
+    baseline = evaluate.baseline() if evaluate is not None else None
     export_trained(out, quantize)
     write_card(out, config, result, sources={"judged": [str(p) for p in judged], "pseudo": [str(p) for p in pseudo],
                                              "held out": [str(held_out)] if held_out else [],

@@ -70,22 +70,13 @@ def _require_torch() -> Any:
 
 
 def _collate(tokenizer: Any, groups: Sequence[Group], torch: Any) -> dict[str, Any]:
-    """Pad one step's pairs to their longest row (a training batch is small: no bucketing needed)."""
-    queries = [g.query for g in groups for _ in g.docs]
-    docs = [d for g in groups for d in g.docs]
-    enc = tokenizer.encode(queries, docs)
-    width = int(enc.lengths.max())
-    rows = enc.rows
-    ids = np.full((rows, width), tokenizer.pad_id, dtype=np.int64)
-    types = np.zeros((rows, width), dtype=np.int64)
-    mask = np.zeros((rows, width), dtype=np.int64)
-    for r in range(rows):
-        start, n = int(enc.offsets[r]), int(enc.lengths[r])
-        ids[r, :n] = enc.ids[start:start + n]
-        types[r, :n] = enc.type_ids[start:start + n]
-        mask[r, :n] = 1
-    return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
-            "attention_mask": torch.from_numpy(mask)}
+    """One step's pairs, tokenized and padded exactly as the engine does at inference."""
+    from crossrank.engine.batching import collate
+
+    enc = tokenizer.encode([g.query for g in groups for _ in g.docs], [d for g in groups for d in g.docs])
+    batch = collate(enc, np.arange(enc.rows), tokenizer.pad_id)
+    return {"input_ids": torch.from_numpy(batch.input_ids), "token_type_ids": torch.from_numpy(batch.token_type_ids),
+            "attention_mask": torch.from_numpy(batch.attention_mask)}
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -96,11 +87,16 @@ def _lr_at(step: int, config: TrainConfig) -> float:
     return max(0.0, (config.steps - step) / max(1, config.steps - warm))
 
 
+def _checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints under ``out``, oldest first (a half-written one has no ``state.pt``)."""
+    root = out / CHECKPOINTS
+    done = (p for p in root.glob("step-*") if (p / "state.pt").is_file()) if root.is_dir() else ()
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     """The newest complete checkpoint under ``out``, if any."""
-    root = out / CHECKPOINTS
-    done = sorted((p for p in root.glob("step-*") if (p / "state.pt").is_file()),
-                  key=lambda p: int(p.name.split("-")[1])) if root.is_dir() else []
+    done = _checkpoints(out)
     return done[-1] if done else None
 
 
@@ -152,11 +148,11 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     t0 = time.perf_counter()
     model.train()
     for step, batch in enumerate(batches(groups, config.groups_per_step, config.steps, config.seed, start), start):
-        torch.manual_seed(config.seed * 7919 + step)
-        inputs = _collate(tokenizer, batch, torch)
         width = len(batch[0].docs)
         if any(len(g.docs) != width for g in batch):
             raise InputError("every training group must have the same number of candidates")
+        torch.manual_seed(config.seed * 7919 + step)
+        inputs = _collate(tokenizer, batch, torch)
         logits = model(**inputs).logits.view(len(batch), width)
         labels = torch.tensor([g.labels for g in batch], dtype=logits.dtype)
         loss = score_fn(logits, labels)
@@ -235,6 +231,5 @@ def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, resu
     final = root / f"step-{step}"
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    kept = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    for old in kept[:-2]:  # the newest two are enough to resume
+    for old in _checkpoints(out)[:-2]:  # the newest two are enough to resume
         shutil.rmtree(old, ignore_errors=True)
