@@ -13,6 +13,14 @@ import numpy as np
 
 from crossrank.engine.tokenize import EncodedPairs
 
+#: Padded tokens per engine batch on a CPU. Small batches keep a layer's activations
+#: (tokens x 1536 floats in the feed-forward) inside the L2/L3 caches: on the 2-core benchmark VM,
+#: 100 titles took 721 ms at 4096 and 467 ms at 768 (int8: 460 -> 312 ms) and 100 passages
+#: 1840 -> 1629 ms; 256-2048 are within noise of each other on passages (docs/benchmarks.md).
+CPU_BATCH_TOKENS = 768
+#: On a GPU, big batches fill the device; memory, not cache, is the limit.
+GPU_BATCH_TOKENS = 65536
+
 
 @dataclass
 class Batch:

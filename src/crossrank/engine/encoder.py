@@ -13,7 +13,7 @@ import numpy as np
 
 from crossrank.engine import activation as act
 from crossrank.engine.backends import BACKENDS, Backend, auto_backend
-from crossrank.engine.batching import collate, plan
+from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collate, plan
 from crossrank.engine.documents import document_texts, query_text
 from crossrank.engine.model import ModelDir, default_max_length, resolve
 from crossrank.engine.tokenize import PairTokenizer
@@ -120,7 +120,7 @@ class CrossEncoder:
         self.max_length = min(max_length or model_max, model_max)
         self.tokenizer = PairTokenizer(source.tokenizer_file, self.max_length, max_query_length, self.model_name)
         on_gpu = self.backend.device.startswith("cuda")
-        self.max_batch_tokens = max_batch_tokens or (65536 if on_gpu else 4096)
+        self.max_batch_tokens = max_batch_tokens or (GPU_BATCH_TOKENS if on_gpu else CPU_BATCH_TOKENS)
         self.max_batch_size = max_batch_size
         self.max_chunks_per_doc = max_chunks_per_doc
         self.chunk_overlap = chunk_overlap

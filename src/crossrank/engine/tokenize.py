@@ -14,6 +14,7 @@ Rules the rest of crossrank relies on:
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -42,6 +43,25 @@ class EncodedPairs:
     def rows(self) -> int:
         return len(self.lengths)
 
+    @classmethod
+    def from_encodings(cls, rows: Sequence[Encoding], owner: Sequence[int] | None = None) -> EncodedPairs:
+        """Flatten ``tokenizers`` encodings (pairs or single texts) into batchable rows."""
+        lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        total = int(lengths.sum())
+        ids = np.fromiter(chain.from_iterable(r.ids for r in rows), dtype=np.int64, count=total)
+        type_ids = np.fromiter(chain.from_iterable(r.type_ids for r in rows), dtype=np.int64, count=total)
+        owners = np.arange(len(rows), dtype=np.int64) if owner is None else np.asarray(owner, dtype=np.int64)
+        return cls(ids, type_ids, lengths, offsets, owners)
+
+
+def pad_token_id(tokenizer: Tokenizer) -> int:
+    """The checkpoint's padding id (BERT ``[PAD]``, XLM-R ``<pad>``...), 0 when it names none."""
+    return next(
+        (i for t in ("[PAD]", "<pad>", "<|endoftext|>") if (i := tokenizer.token_to_id(t)) is not None), 0
+    )
+
 
 class PairTokenizer:
     """Encodes (query, document) pairs the way the checkpoint's own tokenizer does."""
@@ -65,9 +85,7 @@ class PairTokenizer:
         self.max_length = int(max_length)
         budget = self.max_length - self.specials
         self.max_query_length = max(1, min(max_query_length or budget // 2, budget - 1))
-        self.pad_id = next(
-            (i for t in ("[PAD]", "<pad>", "<|endoftext|>") if (i := self._tok.token_to_id(t)) is not None), 0
-        )
+        self.pad_id = pad_token_id(self._tok)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -133,11 +151,4 @@ class PairTokenizer:
                 extra = enc.overflowing[: max_chunks - 1]
                 rows.extend(extra)
                 owner.extend([i] * len(extra))
-        lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
-        offsets = np.zeros(len(rows), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        ids = np.fromiter(chain.from_iterable(r.ids for r in rows), dtype=np.int64, count=int(lengths.sum()))
-        type_ids = np.fromiter(
-            chain.from_iterable(r.type_ids for r in rows), dtype=np.int64, count=int(lengths.sum())
-        )
-        return EncodedPairs(ids, type_ids, lengths, offsets, np.asarray(owner, dtype=np.int64))
+        return EncodedPairs.from_encodings(rows, owner)

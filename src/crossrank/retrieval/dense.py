@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.engine.batching import CPU_BATCH_TOKENS, collate, plan
 from crossrank.engine.export import onnx_module, uses_token_type_ids
 from crossrank.engine.model import (
     ModelDir,
@@ -34,6 +35,7 @@ from crossrank.engine.model import (
     resolve,
     write_clean_tokenizer,
 )
+from crossrank.engine.tokenize import EncodedPairs, pad_token_id
 from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -192,7 +194,9 @@ class BiEncoder:
         from crossrank.engine.encoder import default_threads
 
         self.tokenizer = Tokenizer.from_file(str(exported / "tokenizer.json"))
+        self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = pad_token_id(self.tokenizer)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
@@ -208,30 +212,23 @@ class BiEncoder:
             raise InputError("embed() takes a list of texts")
         if self._st is not None:
             return self._embed_st(list(texts), progress)
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(lengths, kind="stable")
+        enc = EncodedPairs.from_encodings(self.tokenizer.encode_batch(list(texts), add_special_tokens=True))
         out: np.ndarray | None = None
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            width = int(lengths[rows].max())
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            types = np.zeros_like(ids)
-            for r, i in enumerate(rows):
-                e = encodings[i]
-                n = len(e.ids)
-                ids[r, :n], mask[r, :n], types[r, :n] = e.ids, e.attention_mask, e.type_ids
-            feed = {"input_ids": ids, "attention_mask": mask}
+        done = 0
+        # The engine's batching: length-sorted, padded per batch, under the CPU token budget.
+        for rows in plan(enc.lengths, CPU_BATCH_TOKENS, self.batch_size):
+            batch = collate(enc, rows, self.pad_id)
+            feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
             if "token_type_ids" in self.input_names:
-                feed["token_type_ids"] = types
+                feed["token_type_ids"] = batch.token_type_ids
             (tokens,) = self.session.run(None, feed)
-            vectors = self._pool(tokens, mask)
+            vectors = self._pool(tokens, batch.attention_mask)
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
+            done += len(rows)
             if progress:
-                progress(min(start + len(rows), len(order)), len(order))
+                progress(done, enc.rows)
         return out if out is not None else np.zeros((0, self.dim or 0), dtype=np.float32)
 
     def _embed_st(self, texts: list[str], progress: Progress | None) -> np.ndarray:
