@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -187,21 +187,19 @@ class Pipeline:
     search = __call__
 
     def _first_stage(self, query: str, depth: int | None, needed: int, context: dict[str, Any]
-                     ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[int, StageScore]]]:
-        traces: dict[str, dict[int, StageScore]] = {}
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Trace]]:
+        traces: dict[str, Trace] = {}
         retrievers = self.first.retrievers if isinstance(self.first, Fusion) else [self.first]
         rankings = {}
         for r in retrievers:
             positions, scores = r.retrieve(query, max(depth or r.k, needed, 1), context)
             rankings[r.name] = positions
-            traces[r.name] = {int(p): StageScore(i + 1, float(s)) for i, (p, s) in
-                              enumerate(zip(positions, scores, strict=True))}
+            traces[r.name] = Trace(positions, scores)
         if not isinstance(self.first, Fusion):
-            (positions,) = rankings.values()
-            return positions, np.array([traces[retrievers[0].name][int(p)].score for p in positions]), traces
+            (trace,) = traces.values()
+            return trace.positions, np.asarray(trace.scores, dtype=np.float64), traces
         positions, fused = reciprocal_rank_fusion(rankings, k=self.first.k, weights=self.first.weights)
-        traces["rrf"] = {int(p): StageScore(i + 1, float(s)) for i, (p, s) in enumerate(zip(positions, fused,
-                                                                                             strict=True))}
+        traces["rrf"] = Trace(positions, fused)
         return positions, fused, traces
 
     def _search(self, query: str, top_k: int, window: int, budget_ms: float | None, min_score: float | None,
@@ -227,7 +225,7 @@ class Pipeline:
                          top_n=n_pick, relevance=relevance)
             rest = np.setdiff1d(np.arange(len(candidates)), picked, assume_unique=True)
             candidates = candidates[np.concatenate([picked, rest])]
-            traces["mmr"] = {int(candidates[i]): StageScore(i + 1) for i in range(len(picked))}
+            traces["mmr"] = Trace(candidates[: len(picked)], None)
             timings["mmr"] = _ms(t0)
         reranked: dict[int, float] = {}
         fallback = None
@@ -253,8 +251,7 @@ class Pipeline:
                 for stage, scores in ranking.stages.items():
                     finite = np.flatnonzero(np.isfinite(scores))
                     stage_order = finite[np.argsort(-scores[finite], kind="stable")]
-                    traces[stage] = {int(head[i]): StageScore(r + 1, float(scores[i])) for r, i in
-                                     enumerate(stage_order)}
+                    traces[stage] = Trace(head[stage_order], scores[stage_order])
                 reranked = dict(zip(ordered.tolist(), ranking.scores.tolist(), strict=True))
                 unranked = np.setdiff1d(head, ordered, assume_unique=True)
                 keep_order = np.isin(head, unranked)
@@ -264,14 +261,38 @@ class Pipeline:
                                   dtype=np.int64)
         documents = self.documents or self.index.corpus
         hits = []
-        for rank, p in enumerate(candidates[:top_k].tolist(), 1):
-            stages = {name: trace[p] for name, trace in traces.items() if p in trace}
+        shown = candidates[:top_k]
+        found = {name: trace.lookup(shown) for name, trace in traces.items()}
+        for rank, p in enumerate(shown.tolist(), 1):
+            stages = {name: at[rank - 1] for name, at in found.items() if at[rank - 1] is not None}
             score = reranked.get(p, base_score.get(p, 0.0))
             hits.append(Hit(id=self.index.corpus.ids[p], position=p, document=documents.documents[p], rank=rank,
                             score=float(score), stages=stages))
         timings["total"] = _ms(started)
         return SearchResult(query=query, hits=hits, method=method, window=used_window if not fallback else 0,
                             fallback=fallback, timings_ms=timings)
+
+
+class Trace(NamedTuple):
+    """One stage's ranking (positions best first, their scores, or ``None`` for rank-only stages).
+
+    Kept as arrays and looked up only for the hits returned: building a per-document map for every
+    candidate of every stage cost ~0.8 ms a query, ~8% of a hybrid search at 100k documents.
+    """
+
+    positions: np.ndarray
+    scores: np.ndarray | None
+
+    def lookup(self, hits: np.ndarray) -> list[StageScore | None]:
+        """Each hit's rank and score in this stage, ``None`` where the stage did not see it."""
+        if not len(hits) or not len(self.positions):
+            return [None] * len(hits)
+        match = self.positions[None, :] == hits[:, None]
+        seen = match.any(axis=1)
+        at = match.argmax(axis=1)
+        scores = self.scores.tolist() if self.scores is not None else None
+        return [StageScore(int(i) + 1, None if scores is None else scores[i]) if ok else None
+                for i, ok in zip(at.tolist(), seen.tolist(), strict=True)]
 
 
 def _ms(since: float) -> float:
