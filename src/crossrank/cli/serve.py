@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from crossrank.errors import CrossrankError
 
+if TYPE_CHECKING:
+    from crossrank.server.config import Config
+
 
 def serve(
     config: Annotated[Path | None, typer.Option(help="crossrank.yaml; without it the built-in default model")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="serve this one model (hub id, local dir, export) instead of the configured ones")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="the name clients send for --model (default: the hub id, or a directory's name)")] = None,
+    quantize: Annotated[str | None, typer.Option(help="with --model: int8 (about 1.5x faster on CPU)")] = None,
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1, or server.host)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080, or server.port)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn and crossrank log level")] = "info",
@@ -28,13 +36,17 @@ def serve(
         import uvicorn
 
         from crossrank.server.app import create_app
-        from crossrank.server.config import load_config
+        from crossrank.server.config import ConfigError, load_config
     except ImportError as exc:
         typer.echo(f"error: the server needs its extra ({exc.name} is missing): pip install 'crossrank[server]'",
                    err=True)
         raise typer.Exit(2) from None
     try:
         cfg = load_config(config)
+        if model is not None:
+            cfg = one_model(cfg, model, name=name, quantize=quantize)
+        elif name is not None or quantize is not None:
+            raise ConfigError("--name and --quantize go with --model (or set them in the config)")
     except CrossrankError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -59,6 +71,20 @@ def serve(
     # lifespan drains the batchers.
     uvicorn.run(create_app(cfg), host=cfg.server.host, port=cfg.server.port, log_level=log_level,
                 timeout_graceful_shutdown=int(cfg.server.request_timeout_s) + 5)
+
+
+def one_model(cfg: Config, model: str, *, name: str | None = None, quantize: str | None = None) -> Config:
+    """``cfg`` serving only ``model`` (its server settings kept): ``serve --model`` without writing YAML.
+
+    Clients name the model as they would on the hub; a local directory is named by its last component
+    so that no path on disk appears in requests, logs or ``/info``.
+    """
+    from crossrank.server.config import ModelConfig
+
+    served = name or (Path(model).name if Path(model).expanduser().exists() else model)
+    cfg.models = {served: ModelConfig(model=model, quantize=quantize)}
+    cfg.server.default_model = None
+    return cfg.validate()
 
 
 def register(app: typer.Typer) -> None:
