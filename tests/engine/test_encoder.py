@@ -133,3 +133,16 @@ def test_pair_tokens_count_each_pairs_rows(tiny_model, ce):
     assert stats.tokens == sum(expected[:2])  # the duplicate pair is scored once
     _, chunked = ce.score_with_stats([("crocs", "crocs " * 200)], max_chunks_per_doc=3)
     assert chunked.rows == 3 and chunked.pair_tokens.tolist() == [chunked.tokens]
+
+
+@pytest.mark.minilm
+def test_the_untrained_builtin_says_once_that_its_scores_are_not_relevance(caplog, monkeypatch):
+    import logging
+
+    from crossrank.engine import encoder
+
+    monkeypatch.setattr(encoder, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="crossrank.engine.encoder"):
+        CrossEncoder()
+        CrossEncoder("minilm-l6-untrained")
+    assert sum("random classification head" in r.getMessage() for r in caplog.records) == 1

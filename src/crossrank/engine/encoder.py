@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from crossrank.engine import activation as act
 from crossrank.engine.backends import BACKENDS, Backend, auto_backend
 from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collate, plan
 from crossrank.engine.documents import document_texts, query_text
-from crossrank.engine.model import ModelDir, default_max_length, resolve
+from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve
 from crossrank.engine.tokenize import PairTokenizer
 from crossrank.errors import InputError, ModelLoadError
 
@@ -44,6 +45,18 @@ class ScoreStats:
     tokenize_s: float = 0.0
     inference_s: float = 0.0
 
+
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_untrained(name: str) -> None:
+    """Say once per process that a random-head model's scores mean nothing: it is easy to load by default."""
+    if name not in _warned:
+        _warned.add(name)
+        log.warning("%s has a random classification head: its scores measure speed, not relevance; pass a "
+                    "trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L6-v2) to rank", name)
 
 def default_threads() -> int:
     """One intra-op thread per CPU this process may run on (``CROSSRANK_THREADS`` overrides)."""
@@ -95,6 +108,8 @@ class CrossEncoder:
         source = resolve(model)
         self.source = source
         self.model_name = source.name
+        if source.name in UNTRAINED_BUILTINS:
+            _warn_untrained(source.name)
         if backend == "auto":
             backend = "onnx" if (quantize or source.kind == "export") else auto_backend()
         if backend == "torch" and source.kind == "export":

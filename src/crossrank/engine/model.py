@@ -39,6 +39,8 @@ TOKENIZER_FILES = (
 #: all-MiniLM-L6-v2 encoder and a *random* (seeded) classification head: its speed and its
 #: exactness against transformers are real, its scores say nothing about relevance.
 BUILTIN_MODELS = ("minilm-l6-untrained",)
+#: Built-ins whose head was never trained: loading one logs a warning (once per process).
+UNTRAINED_BUILTINS = frozenset({"minilm-l6-untrained"})
 
 Kind = Literal["hf", "export"]
 
