@@ -17,11 +17,7 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +26,7 @@ import httpx
 import numpy as np
 
 from crossrank.bench.latency import QUERY, corpus_words, texts
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from crossrank.server import launch
 
 
 def engine_figures(model: str | None, quantize: str | None, docs: list[str], merged: int, repeats: int) -> tuple:
@@ -97,28 +88,17 @@ def engine_calls(url: str) -> tuple[float, float]:
     return calls, pairs
 
 
-def start_server(model: str | None, quantize: str | None, port: int, log: Path) -> subprocess.Popen:
+def start_server(model: str | None, quantize: str | None) -> launch.ServerProcess:
     lines = ["models:", "  bench:", f"    model: {model or 'minilm-l6-untrained'}"]
     if quantize:
         lines.append(f"    quantize: {quantize}")
     lines += ["server:", "  request_timeout_s: 600", "  max_concurrent_requests: 256"]
-    config = Path(tempfile.mkdtemp()) / "crossrank.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--config", str(config),
-                                 "--port", str(port), "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the server was not ready in 300 s")
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "crossrank.yaml").write_text("\n".join(lines) + "\n")
+    try:
+        return launch.start(["--config", str(tmp / "crossrank.yaml"), "--log-level", "warning"], log=tmp / "serve.log")
+    except launch.ServerStartError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main() -> None:
@@ -145,10 +125,8 @@ def main() -> None:
         print(f"engine in-process   {n:>4} docs: one call p50 {p50:8.1f} ms  {one:7.1f} pairs/s; "
               f"{max(1, 320 // n)} requests merged in one call {merged:7.1f} pairs/s")
 
-    port = free_port()
-    log = Path(tempfile.mkdtemp()) / "serve.log"
-    proc = start_server(args.model, args.quantize, port, log)
-    targets = [("crossrank", f"http://127.0.0.1:{port}", "/v2/rerank", "bench")]
+    server = start_server(args.model, args.quantize)
+    targets = [("crossrank", server.url, "/v2/rerank", "bench")]
     if args.infinity_url:
         targets.append(("infinity", args.infinity_url.rstrip("/"), "/rerank", args.infinity_model))
     try:
@@ -173,8 +151,7 @@ def main() -> None:
                           + (f"  {merged:.0f} pairs/engine call" if name == "crossrank" else "")
                           + (f"  FAILURES {len(failures)}: {failures[0]}" if failures else ""), flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(120)
+        server.stop(120)
 
 
 if __name__ == "__main__":

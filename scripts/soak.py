@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,15 +24,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from crossrank.server import launch
+
 WORDS = ("heat transfer boundary layer wing lift drag flow pressure supersonic slab composite library "
          "retrieval index query document relevance medicine patient clinical news article election "
          "crocs clog kids shoe running trail").split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int:
@@ -101,27 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(json.dumps({"models": {"soak": {"model": args.model}},
                                       "server": {"max_concurrent_requests": args.concurrency * 2,
                                                  "request_timeout_s": 120}}))
-        port = free_port()
-        log = (Path(tmp) / "serve.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--config", str(config),
-                                 "--port", str(port), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                if proc.poll() is not None:
-                    print(Path(log.name).read_text(), file=sys.stderr)
-                    return 1
-                try:
-                    if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    print("server never became ready", file=sys.stderr)
-                    return 1
-                time.sleep(0.2)
+            server = launch.start(["--config", str(config), "--log-level", "warning"], log=Path(tmp) / "serve.log")
+        except launch.ServerStartError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        proc, url = server.proc, server.url
+        try:
             samples: list[tuple[float, int]] = []
             done_at: list[float] = []
             stop = False
@@ -164,12 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report))
             return 0 if errors == 0 and growth <= args.max_growth and report["server_alive"] else 1
         finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
 from typer.testing import CliRunner
 
-import crossrank
 from crossrank.cli.app import app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from crossrank.server import launch
 
 
 def test_serve_one_model_from_the_command_line_keeps_the_config_limits(tiny_model, tmp_path):
     config = tmp_path / "limits.yaml"
     config.write_text("models:\n  other: ./not-loaded\nserver:\n  max_documents: 3\n")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(crossrank.__file__).parents[1]) + os.pathsep
-           + os.environ.get("PYTHONPATH", "")}
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--config", str(config),
-                                 "--model", str(tiny_model), "--quantize", "int8", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "not ready in time"
-            try:
-                if httpx.get(f"{url}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    with launch.start(["--config", str(config), "--model", str(tiny_model), "--quantize", "int8"],
+                      log=tmp_path / "serve.log", timeout=120) as server:
+        url = server.url
         (model,) = httpx.get(f"{url}/info").json()["models"]
         # Named by the directory, not its path; the config's own model list is replaced.
         assert model["name"] == tiny_model.name and model["precision"] == "int8"
@@ -57,9 +27,6 @@ def test_serve_one_model_from_the_command_line_keeps_the_config_limits(tiny_mode
                           ).status_code == 404
         too_many = httpx.post(f"{url}/v1/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]})
         assert too_many.status_code in (400, 413, 422) and "3" in too_many.text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def test_quantize_without_model_is_a_usage_error():

@@ -2,53 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-import crossrank
+from crossrank.server import launch
 
 KEY = "very-secret-test-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.minilm
 def test_serve_builtin_model_and_graceful_sigterm(tmp_path):
     config = tmp_path / "crossrank.yaml"
     config.write_text("models:\n  default: minilm-l6-untrained\nserver:\n  api_keys: [${CR_SERVE_TEST_KEY}]\n")
-    port = free_port()
-    env = {**os.environ, "CR_SERVE_TEST_KEY": KEY,
-           "PYTHONPATH": str(Path(crossrank.__file__).parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--config", str(config),
-                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    server = launch.start(["--config", str(config)], log=tmp_path / "serve.log", env={"CR_SERVE_TEST_KEY": KEY},
+                          timeout=180)
+    proc, url, log = server.proc, server.url, server.log
     auth = {"authorization": f"Bearer {KEY}"}
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "not ready in time"
-            try:
-                if httpx.get(f"{url}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
         assert httpx.post(f"{url}/v2/rerank", json={"model": "nope", "query": "q", "documents": ["d"]},
                           headers={"authorization": "Bearer wrong-key-456"}).status_code == 401
         docs = [f"document {i} about heat transfer in composite slabs and wings" for i in range(100)]
