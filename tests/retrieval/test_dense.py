@@ -69,3 +69,57 @@ def test_hnsw_finds_what_exact_finds_and_survives_save_load(tmp_path):
     assert loaded.ann
     a, b = ann.search(vectors[7], 10), loaded.search(vectors[7], 10)
     assert a[0].tolist() == b[0].tolist()
+
+
+def test_windowed_vectors_score_a_document_by_its_best_window_exact_and_hnsw(tmp_path):
+    vectors = _random_unit(1200, 16, seed=2)
+    owner = np.repeat(np.arange(400), 3)  # 400 documents of 3 windows each, in document order
+    exact = VectorIndex(vectors, ann=False, owner=owner)
+    assert len(exact) == 400 and exact.windows == 3
+    query = vectors[3 * 17 + 2] + 0.01  # the last window of document 17
+    positions, scores = exact.search(query, 5)
+    best = (vectors @ query).reshape(400, 3).max(axis=1)
+    assert positions.tolist() == np.argsort(-best)[:5].tolist() and positions[0] == 17
+    np.testing.assert_allclose(scores, best[positions], rtol=1e-6)
+    np.testing.assert_array_equal(exact.document_vectors(np.array([17, 2])), vectors[[51, 6]])
+    ann = VectorIndex(vectors, ann=True, owner=owner)
+    got = ann.search(query, 5)
+    assert got[0][0] == 17 and len(set(got[0].tolist())) == 5  # documents, each once
+    ann.save(tmp_path / "dense")
+    loaded = VectorIndex.load(tmp_path / "dense", ann=True)
+    assert len(loaded) == 400 and loaded.search(query, 5)[0].tolist() == got[0].tolist()
+
+
+def test_window_owners_must_follow_the_vectors():
+    from crossrank.errors import InputError
+
+    with pytest.raises(InputError, match="owner"):
+        VectorIndex(_random_unit(4, 8), ann=False, owner=np.array([0, 1, 0, 1]))
+
+
+@pytest.mark.minilm
+def test_dense_windows_find_what_lies_past_the_encoders_length(tmp_path):
+    from crossrank.retrieval import MMR, Dense, Index, Pipeline, load_corpus
+
+    filler = " ".join(["The committee met on Tuesday to review the quarterly budget of the city council."] * 30)
+    docs = [{"id": "long", "text": filler + " Sourdough bread rises because wild yeast ferments the dough."},
+            {"id": "cake", "text": "Baking a chocolate cake needs flour, sugar, eggs and an oven."},
+            {"id": "cars", "text": "Diesel engines compress air until the fuel ignites."}]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(__import__("json").dumps(d) for d in docs) + "\n")
+    corpus = load_corpus(path)
+    query = "how does sourdough bread ferment with wild yeast"
+    plain = Index.build(corpus, ["text"], bm25=False)
+    windowed = Index.build(corpus, ["text"], bm25=False, dense_windows=4, encoder=plain.encoder)
+    assert windowed.vectors.windows > 1 and len(windowed.vectors) == 3
+    assert Pipeline(Dense(plain))(query, top_k=3).ids[0] != "long"  # cut off at 256 tokens
+    assert Pipeline(Dense(windowed))(query, top_k=3).ids[0] == "long"
+    # Short documents embed exactly as without windows.
+    np.testing.assert_allclose(windowed.vectors.document_vectors(np.array([1, 2])),
+                               plain.vectors.vectors[[1, 2]], atol=1e-6)
+    windowed.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded.vectors.windows == windowed.vectors.windows
+    assert (Pipeline(Dense(loaded)) + MMR(0.5))(query, top_k=3).ids[0] == "long"
+    with pytest.raises(Exception, match="dense_windows"):
+        Index.build(corpus, ["text"], bm25=False, dense_windows=0)

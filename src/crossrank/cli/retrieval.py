@@ -55,6 +55,8 @@ def index(
     stemmer: Annotated[str, typer.Option(help="Snowball stemmer language for BM25, or none")] = "english",
     ann: Annotated[bool | None, typer.Option("--ann/--exact", help="force HNSW on or off (default: by size)")]
     = None,
+    dense_windows: Annotated[int, typer.Option(
+        help="embed documents longer than the bi-encoder reads as up to N windows (best window counts)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
 ) -> None:
     """Index a corpus for `crossrank search` (BM25 + dense vectors), with a progress bar."""
@@ -79,7 +81,8 @@ def index(
                 bar.update(tasks[stage], completed=done)
 
             built = Index.build(docs, _fields(fields) or ["title", "text"], bm25=config if bm25 else False,
-                                dense=(dense_model or True) if dense else False, ann=ann, progress=progress)
+                                dense=(dense_model or True) if dense else False, ann=ann, progress=progress,
+                                dense_windows=dense_windows)
             saved = built.save(out)
     except CrossrankError as exc:
         _fail(exc)

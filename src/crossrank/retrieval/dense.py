@@ -197,6 +197,7 @@ class BiEncoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
         self.pad_id = pad_token_id(self.tokenizer)
+        self._windowed: dict[int, Any] = {}
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
@@ -213,6 +214,38 @@ class BiEncoder:
         if self._st is not None:
             return self._embed_st(list(texts), progress)
         enc = EncodedPairs.from_encodings(self.tokenizer.encode_batch(list(texts), add_special_tokens=True))
+        return self._embed_rows(enc, progress)
+
+    def embed_windows(self, texts: Sequence[str], *, max_windows: int, overlap: int = 64,
+                      progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Embed each text as up to ``max_windows`` overlapping windows of ``max_length`` tokens.
+
+        A text that fits is one window, embedded exactly as :meth:`embed` embeds it; a longer one is
+        no longer cut at ``max_length``: its later windows (``overlap`` tokens shared with the previous
+        one) get vectors too. Returns the window vectors and, for each, the index of its text.
+        """
+        if isinstance(texts, str):
+            raise InputError("embed_windows() takes a list of texts")
+        if max_windows < 1:
+            raise InputError(f"max_windows must be >= 1, got {max_windows}")
+        if self._st is not None:
+            raise InputError("dense windows need the ONNX bi-encoder backend")
+        tok = self._windowed.get(overlap)
+        if tok is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_str(self.tokenizer.to_str())
+            tok.enable_truncation(self.max_length, stride=max(0, min(overlap, self.max_length // 2)))
+            self._windowed[overlap] = tok
+        rows, owner = [], []
+        for i, e in enumerate(tok.encode_batch(list(texts), add_special_tokens=True)):
+            for window in (e, *e.overflowing[: max_windows - 1]):
+                rows.append(window)
+                owner.append(i)
+        enc = EncodedPairs.from_encodings(rows, owner)
+        return self._embed_rows(enc, progress), enc.owner
+
+    def _embed_rows(self, enc: EncodedPairs, progress: Progress | None) -> np.ndarray:
         out: np.ndarray | None = None
         done = 0
         # The engine's batching: length-sorted, padded per batch, under the CPU token budget.
@@ -224,7 +257,7 @@ class BiEncoder:
             (tokens,) = self.session.run(None, feed)
             vectors = self._pool(tokens, batch.attention_mask)
             if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+                out = np.empty((enc.rows, vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
             done += len(rows)
             if progress:
@@ -257,10 +290,24 @@ class VectorIndex:
 
     Scores are inner products, which is cosine similarity for normalized vectors. The vectors are
     always kept (MMR reads them); the HNSW graph is an extra file when the corpus is large.
+
+    With ``owner`` the rows are windows of documents (``owner[i]`` is row i's document, each document's
+    first window first, see :meth:`BiEncoder.embed_windows`) and a document's similarity is its best
+    window's; positions returned are always documents.
     """
 
-    def __init__(self, vectors: np.ndarray, *, ann: bool | None = None, ann_index: Any = None) -> None:
+    def __init__(self, vectors: np.ndarray, *, ann: bool | None = None, ann_index: Any = None,
+                 owner: np.ndarray | None = None) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.owner = None if owner is None else np.asarray(owner, dtype=np.int64)
+        if self.owner is not None:
+            if len(self.owner) != len(self.vectors) or (len(self.owner) and np.any(np.diff(self.owner) < 0)):
+                raise InputError("window owners must be one per vector, in document order")
+            self.num_docs = int(self.owner[-1]) + 1 if len(self.owner) else 0
+            self._first_window = np.unique(self.owner, return_index=True)[1]
+            self.max_windows = int(np.bincount(self.owner).max()) if len(self.owner) else 1
+        else:
+            self.num_docs = len(self.vectors)
         self.ann = (len(vectors) > ANN_THRESHOLD) if ann is None else ann
         self._ann_index = ann_index
         if self.ann and ann_index is None:
@@ -277,13 +324,24 @@ class VectorIndex:
         return index
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self.num_docs
+
+    @property
+    def windows(self) -> int:
+        """Vectors per document at most (1 without windows)."""
+        return 1 if self.owner is None else self.max_windows
+
+    def document_vectors(self, positions: np.ndarray) -> np.ndarray:
+        """One vector per document (its first window), e.g. for MMR's document-to-document similarity."""
+        return self.vectors[positions if self.owner is None else self._first_window[positions]]
 
     def search(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Positions and similarities of the ``k`` nearest documents, best first."""
-        k = min(k, len(self.vectors))
+        k = min(k, self.num_docs)
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if self.owner is not None:
+            return self._search_windows(query_vector.astype(np.float32), k)
         if self.ann:
             matches = self._ann_index.search(query_vector.astype(np.float32), k)
             positions = np.asarray(matches.keys, dtype=np.int64)
@@ -294,9 +352,27 @@ class VectorIndex:
         positions = top[order]
         return positions, sims[positions]
 
+    def _search_windows(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.owner is not None
+        if self.ann:  # enough windows that k distinct documents survive the aggregation
+            matches = self._ann_index.search(query_vector, min(len(self.vectors), k * self.max_windows))
+            rows = np.asarray(matches.keys, dtype=np.int64)
+            sims = 1.0 - np.asarray(matches.distances, dtype=np.float32)
+        else:
+            rows = np.arange(len(self.vectors))
+            sims = self.vectors @ query_vector
+        best = np.full(self.num_docs, -np.inf, dtype=np.float32)
+        np.maximum.at(best, self.owner[rows], sims)
+        seen = np.flatnonzero(np.isfinite(best))
+        top = seen[np.argpartition(-best[seen], k - 1)[:k]] if k < len(seen) else seen
+        positions = top[np.lexsort((top, -best[top]))]
+        return positions, best[positions]
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / "vectors.npy", self.vectors)
+        if self.owner is not None:
+            np.save(directory / "owner.npy", self.owner)
         if self.ann:
             self._ann_index.save(str(directory / "hnsw.usearch"))
 
@@ -306,12 +382,13 @@ class VectorIndex:
         if not vectors_file.exists():
             raise InputError(f"{directory} has no vectors.npy: the dense index is missing or incomplete")
         vectors = np.load(vectors_file)
+        owner = np.load(directory / "owner.npy") if (directory / "owner.npy").exists() else None
         if not ann:
-            return cls(vectors, ann=False)
+            return cls(vectors, ann=False, owner=owner)
         from usearch.index import Index
 
         index = Index.restore(str(directory / "hnsw.usearch"))
         if index is None:
             raise InputError(f"{directory / 'hnsw.usearch'} is missing or not a usearch index")
         index.expansion_search = 64
-        return cls(vectors, ann=True, ann_index=index)
+        return cls(vectors, ann=True, ann_index=index, owner=owner)

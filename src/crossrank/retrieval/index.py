@@ -68,14 +68,20 @@ class Index:
     @classmethod
     def build(cls, corpus: Corpus, fields: Sequence[str] = ("title", "text"), *,
               bm25: bool | BM25Config = True, dense: bool | str = True, ann: bool | None = None,
-              encoder: BiEncoder | None = None, progress: IndexProgress | None = None) -> Index:
+              encoder: BiEncoder | None = None, progress: IndexProgress | None = None,
+              dense_windows: int = 1) -> Index:
         """Index ``corpus`` over ``fields``: BM25 (a :class:`BM25Config` sets tokenization) and/or dense.
 
         ``dense`` is ``True`` for the default bi-encoder or a sentence-transformers model name;
-        ``ann`` forces the usearch graph on or off (default: on above 20,000 documents).
+        ``ann`` forces the usearch graph on or off (default: on above 20,000 vectors).
+        ``dense_windows`` > 1 embeds a document longer than the bi-encoder's length as up to that many
+        overlapping windows, its similarity being its best window's (docs/quality.md, design 4: +4.8%
+        hybrid NDCG@10 on TIME's long articles, within 1% elsewhere); documents that fit are unchanged.
         """
         if not bm25 and not dense:
             raise InputError("an index needs at least one of bm25 and dense")
+        if dense_windows < 1:
+            raise InputError(f"dense_windows must be >= 1, got {dense_windows}")
         texts = corpus.texts(fields)
         index = cls(corpus, fields)
         if bm25:
@@ -91,10 +97,14 @@ class Index:
             index._encoder = encoder or BiEncoder(model)
             index.dense_model = index._encoder.model_name
             report = (lambda done, total: progress("embed", done, total)) if progress else None
-            vectors = index._encoder.embed(texts, progress=report)
+            owner = None
+            if dense_windows > 1:
+                vectors, owner = index._encoder.embed_windows(texts, max_windows=dense_windows, progress=report)
+            else:
+                vectors = index._encoder.embed(texts, progress=report)
             index.build_s["embed"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            index.vectors = VectorIndex(vectors, ann=ann)
+            index.vectors = VectorIndex(vectors, ann=ann, owner=owner)
             index.build_s["vector_index"] = time.perf_counter() - t1
         return index
 
@@ -121,7 +131,8 @@ class Index:
             "source": self.corpus.source,
             "bm25": asdict(self.bm25.config) if self.bm25 else None,
             "dense": None if self.vectors is None else {
-                "model": self.dense_model, "dim": int(self.vectors.vectors.shape[1]), "ann": self.vectors.ann},
+                "model": self.dense_model, "dim": int(self.vectors.vectors.shape[1]), "ann": self.vectors.ann,
+                "windows": self.vectors.windows},
             "build_s": {k: round(v, 3) for k, v in self.build_s.items()},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -219,7 +219,7 @@ class Pipeline:
         if self.mmr is not None and len(candidates):
             t0 = time.perf_counter()
             n_pick = max(window, top_k)
-            vectors = self.index.vectors.vectors[candidates]  # type: ignore[union-attr]
+            vectors = self.index.vectors.document_vectors(candidates)  # type: ignore[union-attr]
             relevance = first_scores / first_scores.max() if first_scores.max() > 0 else first_scores
             picked = mmr(_query_vector(self.index, query, context), vectors, lambda_=self.mmr.lambda_,
                          top_n=n_pick, relevance=relevance)
