@@ -1,6 +1,6 @@
 """Run: HF_HUB_OFFLINE=1 python scripts/dense_windows_sweep.py adi,cisi,cranfield,lisa,med,time [STRIDE] [MAX_WINDOWS]
 
-Design 4 of docs/quality.md (measured, not yet built into the index): documents longer than the
+Design 4 of docs/quality.md (``crossrank index --dense-windows``, measured here): documents longer than the
 bi-encoder's max length (256 tokens for all-MiniLM-L6-v2) are embedded as overlapping token windows
 (``STRIDE`` tokens of overlap, at most ``MAX_WINDOWS`` windows; defaults 64 and 8) and a document's dense
 similarity is its best window's ("MaxP"). Documents that fit are embedded exactly as the index embeds
@@ -11,10 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
-from crossrank.engine.batching import CPU_BATCH_TOKENS, collate, plan
-from crossrank.engine.tokenize import EncodedPairs
 from crossrank.eval.collection import load_collection
 from crossrank.eval.metrics import evaluate
 from crossrank.eval.runner import index_for
@@ -29,23 +26,8 @@ def windows_row(name: str) -> None:
     col = load_collection(DATA / name)
     idx = index_for(col)
     corpus = idx.corpus
-    be = idx.encoder
-    tok = Tokenizer.from_str(be.tokenizer.to_str())
-    tok.enable_truncation(be.max_length, stride=STRIDE)
-    encs = tok.encode_batch([corpus.text_at(p, ["title", "text"]) for p in range(len(corpus))])
-    rows, owner = [], []
-    for p, e in enumerate(encs):
-        for w in [e, *e.overflowing[: MAXW - 1]]:
-            rows.append(w)
-            owner.append(p)
-    enc = EncodedPairs.from_encodings(rows, owner)
-    vecs = np.empty((enc.rows, idx.vectors.vectors.shape[1]), np.float32)
-    for r in plan(enc.lengths, CPU_BATCH_TOKENS, 64):
-        b = collate(enc, r, be.pad_id)
-        feed = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "token_type_ids": b.token_type_ids}
-        (t,) = be.session.run(None, feed)
-        vecs[r] = be._pool(t, b.attention_mask)
-    owner = enc.owner
+    texts = [corpus.text_at(p, ["title", "text"]) for p in range(len(corpus))]
+    vecs, owner = idx.encoder.embed_windows(texts, max_windows=MAXW, overlap=STRIDE)  # what the index builds
     runs = {"dense": {}, "maxp": {}, "hybrid": {}, "hybrid-maxp": {}}
     for q in col.queries:
         qv = idx.embed_query(col.queries[q])
@@ -59,7 +41,7 @@ def windows_row(name: str) -> None:
                          ("hybrid-maxp", reciprocal_rank_fusion({"bm25": b_pos, "dense": m_pos})[0])):
             runs[key][q] = {corpus.ids[int(p)]: float(100 - i) for i, p in enumerate(pos[:100])}
     ndcg = {k: round(evaluate(r, col.qrels)["ndcg@10"], 4) for k, r in runs.items()}
-    print(name, f"{enc.rows} windows for {len(corpus)} docs", ndcg, flush=True)
+    print(name, f"{len(owner)} windows for {len(corpus)} docs", ndcg, flush=True)
 
 
 if __name__ == "__main__":
