@@ -53,3 +53,13 @@ def test_eval_errors(tmp_path):
     assert result.exit_code == 2 and "BEIR-layout" in result.output
     result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "splade"])
     assert result.exit_code == 2 and "unknown method" in result.output
+
+
+def test_eval_with_dense_windows_leaves_short_documents_alone():
+    # ADI's documents all fit in the bi-encoder's 256 tokens: windows change nothing (docs/quality.md, design 4).
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "dense,hybrid", "--dense-windows", "4",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    by_method = {r["method"]: r for r in json.loads(result.stdout)["results"]}
+    assert by_method["dense"]["ndcg@10"] == pytest.approx(0.4975, abs=0.001)
+    assert by_method["hybrid"]["ndcg@10"] == pytest.approx(0.519, abs=0.002)

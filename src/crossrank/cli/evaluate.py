@@ -37,6 +37,8 @@ def eval_command(
     fields: Annotated[str, typer.Option(help="document fields the stages read")] = "title,text",
     max_chunks: Annotated[int, typer.Option(help="long documents: windows per document, score = max (1 = truncate)")
                           ] = 1,
+    dense_windows: Annotated[int, typer.Option(
+        help="long documents in the dense index: windows per document, best window counts (1 = truncate)")] = 1,
     per_query_out: Annotated[Path | None, typer.Option("--per-query", help="write per-query figures (JSONL)")
                              ] = None,
     compare: Annotated[tuple[str, str] | None, typer.Option(help="paired test of method A against B on NDCG@10")
@@ -75,7 +77,7 @@ def eval_command(
                            ) -> None:
                     bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
 
-                index = index_for(collection, fields.split(","), progress=report)
+                index = index_for(collection, fields.split(","), progress=report, dense_windows=dense_windows)
                 by_method = {}
                 for m in parsed:
                     bar.update(task, description=f"{collection.name}: {m.name}", completed=0,
