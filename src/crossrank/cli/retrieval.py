@@ -134,10 +134,7 @@ def search(
             ranker = RemoteRanker(remote, dialect=dialect, model=model, api_key=api_key, timeout=timeout,
                                   retries=retries)
         elif rerank or (rerank is None and (model or cascade_model)):
-            ranker = LocalRanker(model)
-            if ranker.encoder.model_name == "minilm-l6-untrained" and not as_json:
-                typer.echo("note: the built-in minilm-l6-untrained has a random head, so its rerank scores "
-                           "are not relevance; pass --model with a trained cross-encoder", err=True)
+            ranker = LocalRanker(model)  # the engine warns if this is the random-head built-in
             if cascade_model:
                 ranker = CascadeRanker(ranker, LocalRanker(cascade_model), keep=cascade_keep)
         if fuse and ranker is not None:

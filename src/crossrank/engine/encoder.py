@@ -20,6 +20,9 @@ from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_len
 from crossrank.engine.tokenize import PairTokenizer
 from crossrank.errors import InputError, ModelLoadError
 
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
 
 class RankedDocument(NamedTuple):
     """One ranked document: its position in the caller's list, its score, the document itself."""
@@ -46,17 +49,13 @@ class ScoreStats:
     inference_s: float = 0.0
 
 
-
-log = logging.getLogger(__name__)
-_warned: set[str] = set()
-
-
 def _warn_untrained(name: str) -> None:
     """Say once per process that a random-head model's scores mean nothing: it is easy to load by default."""
     if name not in _warned:
         _warned.add(name)
         log.warning("%s has a random classification head: its scores measure speed, not relevance; pass a "
                     "trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L6-v2) to rank", name)
+
 
 def default_threads() -> int:
     """One intra-op thread per CPU this process may run on (``CROSSRANK_THREADS`` overrides)."""

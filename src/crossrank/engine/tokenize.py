@@ -55,6 +55,17 @@ class EncodedPairs:
         owners = np.arange(len(rows), dtype=np.int64) if owner is None else np.asarray(owner, dtype=np.int64)
         return cls(ids, type_ids, lengths, offsets, owners)
 
+    @classmethod
+    def from_windows(cls, encodings: Sequence[Encoding], max_windows: int) -> EncodedPairs:
+        """Each encoding plus up to ``max_windows - 1`` of its overflowing windows, owned by its input."""
+        rows: list[Encoding] = []
+        owner: list[int] = []
+        for i, enc in enumerate(encodings):
+            windows = (enc, *enc.overflowing[: max_windows - 1]) if max_windows > 1 else (enc,)
+            rows.extend(windows)
+            owner.extend([i] * len(windows))
+        return cls.from_encodings(rows, owner)
+
 
 def pad_token_id(tokenizer: Tokenizer) -> int:
     """The checkpoint's padding id (BERT ``[PAD]``, XLM-R ``<pad>``...), 0 when it names none."""
@@ -142,13 +153,4 @@ class PairTokenizer:
         window = self.max_length - self.specials - self.max_query_length
         stride = max(0, min(overlap, window - 1)) if max_chunks > 1 else 0
         encodings = self._pair_tokenizer(stride).encode_batch(list(zip(queries, docs, strict=False)))
-        rows: list[Encoding] = []
-        owner: list[int] = []
-        for i, enc in enumerate(encodings):
-            rows.append(enc)
-            owner.append(i)
-            if max_chunks > 1:
-                extra = enc.overflowing[: max_chunks - 1]
-                rows.extend(extra)
-                owner.extend([i] * len(extra))
-        return EncodedPairs.from_encodings(rows, owner)
+        return EncodedPairs.from_windows(encodings, max_chunks)

@@ -237,12 +237,7 @@ class BiEncoder:
             tok = Tokenizer.from_str(self.tokenizer.to_str())
             tok.enable_truncation(self.max_length, stride=max(0, min(overlap, self.max_length // 2)))
             self._windowed[overlap] = tok
-        rows, owner = [], []
-        for i, e in enumerate(tok.encode_batch(list(texts), add_special_tokens=True)):
-            for window in (e, *e.overflowing[: max_windows - 1]):
-                rows.append(window)
-                owner.append(i)
-        enc = EncodedPairs.from_encodings(rows, owner)
+        enc = EncodedPairs.from_windows(tok.encode_batch(list(texts), add_special_tokens=True), max_windows)
         return self._embed_rows(enc, progress), enc.owner
 
     def _embed_rows(self, enc: EncodedPairs, progress: Progress | None) -> np.ndarray:
@@ -285,6 +280,15 @@ class BiEncoder:
         return vectors.astype(np.float32)
 
 
+def _top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` best positions by ``scores`` (of ``candidates``, default all), best first, ties by position."""
+    if candidates is None:
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    else:
+        top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]] if k < len(candidates) else candidates
+    return top[np.lexsort((top, -scores[top]))]
+
+
 class VectorIndex:
     """Document vectors and a search over them: exact (numpy) or approximate (usearch HNSW).
 
@@ -305,9 +309,11 @@ class VectorIndex:
                 raise InputError("window owners must be one per vector, in document order")
             self.num_docs = int(self.owner[-1]) + 1 if len(self.owner) else 0
             self._first_window = np.unique(self.owner, return_index=True)[1]
-            self.max_windows = int(np.bincount(self.owner).max()) if len(self.owner) else 1
+            #: vectors per document at most (1 without windows)
+            self.windows = int(np.bincount(self.owner).max()) if len(self.owner) else 1
         else:
             self.num_docs = len(self.vectors)
+            self.windows = 1
         self.ann = (len(vectors) > ANN_THRESHOLD) if ann is None else ann
         self._ann_index = ann_index
         if self.ann and ann_index is None:
@@ -326,11 +332,6 @@ class VectorIndex:
     def __len__(self) -> int:
         return self.num_docs
 
-    @property
-    def windows(self) -> int:
-        """Vectors per document at most (1 without windows)."""
-        return 1 if self.owner is None else self.max_windows
-
     def document_vectors(self, positions: np.ndarray) -> np.ndarray:
         """One vector per document (its first window), e.g. for MMR's document-to-document similarity."""
         return self.vectors[positions if self.owner is None else self._first_window[positions]]
@@ -347,15 +348,13 @@ class VectorIndex:
             positions = np.asarray(matches.keys, dtype=np.int64)
             return positions, (1.0 - np.asarray(matches.distances, dtype=np.float32))
         sims = self.vectors @ query_vector.astype(np.float32)
-        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-        order = np.lexsort((top, -sims[top]))
-        positions = top[order]
+        positions = _top_k(sims, k)
         return positions, sims[positions]
 
     def _search_windows(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         assert self.owner is not None
         if self.ann:  # enough windows that k distinct documents survive the aggregation
-            matches = self._ann_index.search(query_vector, min(len(self.vectors), k * self.max_windows))
+            matches = self._ann_index.search(query_vector, min(len(self.vectors), k * self.windows))
             rows = np.asarray(matches.keys, dtype=np.int64)
             sims = 1.0 - np.asarray(matches.distances, dtype=np.float32)
         else:
@@ -363,9 +362,7 @@ class VectorIndex:
             sims = self.vectors @ query_vector
         best = np.full(self.num_docs, -np.inf, dtype=np.float32)
         np.maximum.at(best, self.owner[rows], sims)
-        seen = np.flatnonzero(np.isfinite(best))
-        top = seen[np.argpartition(-best[seen], k - 1)[:k]] if k < len(seen) else seen
-        positions = top[np.lexsort((top, -best[top]))]
+        positions = _top_k(best, k, np.flatnonzero(np.isfinite(best)))
         return positions, best[positions]
 
     def save(self, directory: Path) -> None:
