@@ -23,6 +23,7 @@ def movies_index(tmp_path_factory):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["documents"] == 65 and summary["bm25"] and summary["dense"] == "all-MiniLM-L6-v2"
+    assert summary["dense_windows"] == 1  # "auto": the sample's short documents are not windowed
     assert (out / "manifest.json").exists()
     return out
 
@@ -63,6 +64,8 @@ def test_input_errors_exit_2(movies_index, tmp_path):
     (tmp_path / "dup.jsonl").write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
     dup = runner.invoke(app, ["index", str(tmp_path / "dup.jsonl"), "--out", str(tmp_path / "d"), "--no-dense"])
     assert dup.exit_code == 2 and "duplicate id '1'" in dup.output
+    bad_windows = runner.invoke(app, ["index", "sample", "--out", str(tmp_path / "w"), "--dense-windows", "many"])
+    assert bad_windows.exit_code == 2 and "dense_windows must be 'auto' or an integer" in bad_windows.output
     usage = runner.invoke(app, ["search", str(movies_index)])
     assert usage.exit_code == 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crossrank.errors import InputError
 from crossrank.retrieval import BiEncoder, VectorIndex
 
 TEXTS = ["family movie about bears in the woods", "A bear cub gets lost in the forest",
@@ -33,7 +34,6 @@ def test_embeddings_equal_sentence_transformers():
 
 
 def test_unknown_backend():
-    from crossrank.errors import InputError
 
     with pytest.raises(InputError, match="backend"):
         BiEncoder(backend="tensorflow")
@@ -91,7 +91,6 @@ def test_windowed_vectors_score_a_document_by_its_best_window_exact_and_hnsw(tmp
 
 
 def test_window_owners_must_follow_the_vectors():
-    from crossrank.errors import InputError
 
     with pytest.raises(InputError, match="owner"):
         VectorIndex(_random_unit(4, 8), ann=False, owner=np.array([0, 1, 0, 1]))
@@ -109,8 +108,12 @@ def test_dense_windows_find_what_lies_past_the_encoders_length(tmp_path):
     path.write_text("\n".join(__import__("json").dumps(d) for d in docs) + "\n")
     corpus = load_corpus(path)
     query = "how does sourdough bread ferment with wild yeast"
-    plain = Index.build(corpus, ["text"], bm25=False)
+    plain = Index.build(corpus, ["text"], bm25=False, dense_windows=1)
     windowed = Index.build(corpus, ["text"], bm25=False, dense_windows=4, encoder=plain.encoder)
+    # "auto" (the default) leaves a corpus of mostly short documents as it is: one vector each, the same ones.
+    auto = Index.build(corpus, ["text"], bm25=False, encoder=plain.encoder)
+    assert auto.vectors.owner is None
+    np.testing.assert_array_equal(auto.vectors.vectors, plain.vectors.vectors)
     assert windowed.vectors.windows > 1 and len(windowed.vectors) == 3
     assert Pipeline(Dense(plain))(query, top_k=3).ids[0] != "long"  # cut off at 256 tokens
     assert Pipeline(Dense(windowed))(query, top_k=3).ids[0] == "long"
@@ -121,5 +124,26 @@ def test_dense_windows_find_what_lies_past_the_encoders_length(tmp_path):
     loaded = Index.load(tmp_path / "idx")
     assert loaded.vectors.windows == windowed.vectors.windows
     assert (Pipeline(Dense(loaded)) + MMR(0.5))(query, top_k=3).ids[0] == "long"
-    with pytest.raises(Exception, match="dense_windows"):
-        Index.build(corpus, ["text"], bm25=False, dense_windows=0)
+    for bad in (0, "many", True, 2.5):
+        with pytest.raises(InputError, match="dense_windows"):
+            Index.build(corpus, ["text"], bm25=False, dense_windows=bad)
+
+
+@pytest.mark.minilm
+def test_auto_dense_windows_follow_the_corpus(tmp_path):
+    from crossrank.retrieval import Dense, Index, Pipeline, load_corpus
+    from crossrank.retrieval.dense import AUTO_WINDOWS
+
+    filler = " ".join(["Minutes of the harbour board, read and approved without amendment."] * 40)
+    docs = [{"id": "yeast", "text": filler + " Sourdough bread rises because wild yeast ferments the dough."},
+            {"id": "tides", "text": filler + " Spring tides follow the new and the full moon."},
+            {"id": "cars", "text": "Diesel engines compress air until the fuel ignites."}]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(__import__("json").dumps(d) for d in docs) + "\n")
+    corpus = load_corpus(path)
+    auto = Index.build(corpus, ["text"], bm25=False)  # two of three documents are long: windowed
+    assert auto.vectors.owner is not None and 1 < auto.vectors.windows <= AUTO_WINDOWS
+    assert Pipeline(Dense(auto))("how does sourdough bread ferment with wild yeast", top_k=1).ids == ["yeast"]
+    assert Pipeline(Dense(auto))("when do spring tides happen", top_k=1).ids == ["tides"]
+    cut = Index.build(corpus, ["text"], bm25=False, dense_windows="1", encoder=auto.encoder)  # CLI text works
+    assert cut.vectors.owner is None and len(cut.vectors) == 3

@@ -37,8 +37,9 @@ def eval_command(
     fields: Annotated[str, typer.Option(help="document fields the stages read")] = "title,text",
     max_chunks: Annotated[int, typer.Option(help="long documents: windows per document, score = max (1 = truncate)")
                           ] = 1,
-    dense_windows: Annotated[int, typer.Option(
-        help="long documents in the dense index: windows per document, best window counts (1 = truncate)")] = 1,
+    dense_windows: Annotated[str, typer.Option(
+        help="long documents in the dense index: 'auto' (windows when most documents are long), N windows "
+             "per document (best window counts) or 1 (cut at the bi-encoder's length)")] = "auto",
     per_query_out: Annotated[Path | None, typer.Option("--per-query", help="write per-query figures (JSONL)")
                              ] = None,
     compare: Annotated[tuple[str, str] | None, typer.Option(help="paired test of method A against B on NDCG@10")

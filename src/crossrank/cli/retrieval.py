@@ -55,8 +55,9 @@ def index(
     stemmer: Annotated[str, typer.Option(help="Snowball stemmer language for BM25, or none")] = "english",
     ann: Annotated[bool | None, typer.Option("--ann/--exact", help="force HNSW on or off (default: by size)")]
     = None,
-    dense_windows: Annotated[int, typer.Option(
-        help="embed documents longer than the bi-encoder reads as up to N windows (best window counts)")] = 1,
+    dense_windows: Annotated[str, typer.Option(
+        help="documents longer than the bi-encoder reads: 'auto' embeds them as up to 8 windows (best window "
+             "counts) when most of the corpus is that long, N always as up to N windows, 1 cuts them")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
 ) -> None:
     """Index a corpus for `crossrank search` (BM25 + dense vectors), with a progress bar."""
@@ -88,6 +89,7 @@ def index(
         _fail(exc)
     summary = {"index": str(saved), "documents": len(built), "fields": built.fields, "bm25": built.bm25 is not None,
                "dense": built.dense_model, "ann": bool(built.vectors and built.vectors.ann),
+               "dense_windows": built.vectors.windows if built.vectors is not None else None,
                "build_s": {k: round(v, 3) for k, v in built.build_s.items()}}
     if as_json:
         typer.echo(json.dumps(summary))

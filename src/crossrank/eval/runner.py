@@ -66,13 +66,16 @@ class MethodResult:
 
 
 def index_for(collection: Collection, fields: Sequence[str] = ("title", "text"), *, dense: bool = True,
-              progress: Callable[[str, int, int], None] | None = None, dense_windows: int = 1) -> Any:
+              progress: Callable[[str, int, int], None] | None = None, dense_windows: int | str = "auto") -> Any:
     """The collection's index, built once and cached under crossrank's cache, keyed by the corpus bytes."""
     from crossrank.engine.model import cache_root
     from crossrank.retrieval import Index, load_corpus
 
     digest = hashlib.sha256(collection.corpus_path.read_bytes()).hexdigest()[:16]
-    windows = f"-w{dense_windows}" if dense and dense_windows > 1 else ""
+    from crossrank.retrieval.dense import check_windows
+
+    dense_windows = check_windows(dense_windows)
+    windows = f"-w{dense_windows}" if dense and dense_windows != 1 else ""
     key = f"{collection.name}-{digest}-{'-'.join(fields)}{'-dense' if dense else ''}{windows}"
     path = cache_root() / "eval-index" / key
     if (path / "manifest.json").is_file():

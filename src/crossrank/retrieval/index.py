@@ -22,7 +22,7 @@ import numpy as np
 from crossrank.errors import InputError
 from crossrank.retrieval.bm25 import BM25Config, BM25Index
 from crossrank.retrieval.corpus import Corpus
-from crossrank.retrieval.dense import DEFAULT_BI_ENCODER, BiEncoder, VectorIndex
+from crossrank.retrieval.dense import DEFAULT_BI_ENCODER, BiEncoder, DenseWindows, VectorIndex, check_windows
 
 INDEX_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -69,19 +69,19 @@ class Index:
     def build(cls, corpus: Corpus, fields: Sequence[str] = ("title", "text"), *,
               bm25: bool | BM25Config = True, dense: bool | str = True, ann: bool | None = None,
               encoder: BiEncoder | None = None, progress: IndexProgress | None = None,
-              dense_windows: int = 1) -> Index:
+              dense_windows: DenseWindows = "auto") -> Index:
         """Index ``corpus`` over ``fields``: BM25 (a :class:`BM25Config` sets tokenization) and/or dense.
 
         ``dense`` is ``True`` for the default bi-encoder or a sentence-transformers model name;
         ``ann`` forces the usearch graph on or off (default: on above 20,000 vectors).
-        ``dense_windows`` > 1 embeds a document longer than the bi-encoder's length as up to that many
-        overlapping windows, its similarity being its best window's (docs/quality.md, design 4: +4.8%
-        hybrid NDCG@10 on TIME's long articles, within 1% elsewhere); documents that fit are unchanged.
+        ``dense_windows`` sets how documents longer than the bi-encoder reads are embedded: ``"auto"``
+        (default) as up to 8 overlapping windows, a document's similarity being its best window's, when
+        most of the corpus is that long, else cut; ``N`` windows always; ``1`` always cut (see
+        :meth:`BiEncoder.embed_documents`; docs/quality.md, design 4).
         """
         if not bm25 and not dense:
             raise InputError("an index needs at least one of bm25 and dense")
-        if dense_windows < 1:
-            raise InputError(f"dense_windows must be >= 1, got {dense_windows}")
+        dense_windows = check_windows(dense_windows)
         texts = corpus.texts(fields)
         index = cls(corpus, fields)
         if bm25:
@@ -97,11 +97,7 @@ class Index:
             index._encoder = encoder or BiEncoder(model)
             index.dense_model = index._encoder.model_name
             report = (lambda done, total: progress("embed", done, total)) if progress else None
-            owner = None
-            if dense_windows > 1:
-                vectors, owner = index._encoder.embed_windows(texts, max_windows=dense_windows, progress=report)
-            else:
-                vectors = index._encoder.embed(texts, progress=report)
+            vectors, owner = index._encoder.embed_documents(texts, windows=dense_windows, progress=report)
             index.build_s["embed"] = time.perf_counter() - t0
             t1 = time.perf_counter()
             index.vectors = VectorIndex(vectors, ann=ann, owner=owner)
