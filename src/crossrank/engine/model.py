@@ -21,6 +21,9 @@ from crossrank.errors import ModelLoadError
 
 EXPORT_META = "crossrank.json"
 EXPORT_FORMAT = 1
+#: revision of the exported graph (same format): part of the export cache key, so a better graph
+#: (2: the last layer computes the first token only) replaces cached exports of older revisions
+GRAPH_REVISION = 2
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 TOKENIZER_FILES = (
@@ -306,7 +309,7 @@ def write_meta(out: Path, *, source: str, source_hash: str, config: dict[str, An
 
 def content_hash(model: ModelDir) -> str:
     """A key for the export cache: the checkpoint's config, tokenizer and weights, byte for byte."""
-    h = hashlib.sha256(f"crossrank-export-{EXPORT_FORMAT}".encode())
+    h = hashlib.sha256(f"crossrank-export-{EXPORT_FORMAT}-r{GRAPH_REVISION}".encode())
     files = ["config.json", "tokenizer.json"] + sorted(
         p.name for p in model.path.iterdir() if p.suffix in {".safetensors", ".bin"}
     )

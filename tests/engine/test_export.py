@@ -1,0 +1,82 @@
+"""The ONNX export: the last layer computed for the first token only, exact on BERT and RoBERTa."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossrank import CrossEncoder
+from tests.conftest import WORDS
+
+PAIRS = [("crocs kids", "a light clog for kids"), ("heat flow", "boundary layer heat flow over a wing " * 3),
+         ("red shoe", ""), ("search", "rank the relevant document first")]
+
+
+def _onnx_ops(export_dir: Path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(export_dir / "model.onnx")).graph.node]
+
+
+def test_bert_export_attends_from_the_first_token_in_its_last_layer(tiny_model, tmp_path):
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
+
+    out = tmp_path / "export"
+    export(resolve(str(tiny_model)), out)
+    # Two layers: the first is ORT's fused Attention over every position, the last is the
+    # first-token computation (plain MatMuls), so one fused Attention is left.
+    assert _onnx_ops(out).count("Attention") == 1
+    from tests.engine.test_encoder import reference
+
+    np.testing.assert_allclose(CrossEncoder(out, activation="raw").score(PAIRS), reference(tiny_model, PAIRS),
+                               atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory) -> Path:
+    """A 2-layer XLM-R-style classifier (``<s>``/``</s>`` pairs, padding id 1, position offset, head on ``<s>``)."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny-xlmr")
+    vocab = list(dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 64}))
+    torch.manual_seed(1)
+    config = XLMRobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=70, num_labels=1, pad_token_id=1,
+                              bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    XLMRobertaForSequenceClassification(config).eval().save_pretrained(str(out))
+    return out
+
+
+def test_xlm_roberta_export_equals_transformers(tiny_roberta, tmp_path):
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    from crossrank.engine.export import cached_export
+    from crossrank.engine.model import resolve
+
+    ce = CrossEncoder(tiny_roberta, activation="raw")
+    exported = cached_export(resolve(str(tiny_roberta)), quantize=None).path  # the export ce runs
+    assert _onnx_ops(exported).count("Attention") == 1  # the first-token last layer was used
+    tok = Tokenizer.from_file(str(tiny_roberta / "tokenizer.json"))
+    encs = [tok.encode(q, d) for q, d in PAIRS]
+    width = max(len(e.ids) for e in encs)
+    ids = torch.tensor([e.ids + [1] * (width - len(e.ids)) for e in encs])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_roberta)).eval()
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
+    np.testing.assert_allclose(ce.score(PAIRS), expected, atol=1e-4)
