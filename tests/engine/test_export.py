@@ -15,10 +15,10 @@ PAIRS = [("crocs kids", "a light clog for kids"), ("heat flow", "boundary layer 
          ("red shoe", ""), ("search", "rank the relevant document first")]
 
 
-def _onnx_ops(export_dir: Path) -> list[str]:
+def _onnx_ops(export_dir: Path, graph: str = "model.onnx") -> list[str]:
     import onnx
 
-    return [n.op_type for n in onnx.load(str(export_dir / "model.onnx")).graph.node]
+    return [n.op_type for n in onnx.load(str(export_dir / graph)).graph.node]
 
 
 def test_bert_export_attends_from_the_first_token_in_its_last_layer(tiny_model, tmp_path):
@@ -26,10 +26,19 @@ def test_bert_export_attends_from_the_first_token_in_its_last_layer(tiny_model, 
     from crossrank.engine.model import resolve
 
     out = tmp_path / "export"
-    export(resolve(str(tiny_model)), out)
+    export(resolve(str(tiny_model)), out, quantize="int8")
     # Two layers: the first is ORT's fused Attention over every position, the last is the
     # first-token computation (plain MatMuls), so one fused Attention is left.
     assert _onnx_ops(out).count("Attention") == 1
+    # int8 leaves that layer's two 0/1 head-selection MatMuls in fp32 (their inputs are attention
+    # scores and probabilities) and quantizes every weight MatMul.
+    import onnx
+
+    from crossrank.engine.export import _selection_matmuls
+
+    assert len(_selection_matmuls(onnx.load(str(out / "model.onnx")))) == 2
+    quantized = _onnx_ops(out, "model_int8.onnx")
+    assert quantized.count("MatMul") == 2 and "QAttention" in quantized and "MatMulInteger" in quantized
     from tests.engine.test_encoder import reference
 
     np.testing.assert_allclose(CrossEncoder(out, activation="raw").score(PAIRS), reference(tiny_model, PAIRS),
