@@ -68,7 +68,12 @@ def gemm_peak_gflops(threads: int) -> float:
 
 
 def encoder_flops(config: dict, lengths: np.ndarray) -> float:
-    """Matmul FLOPs of a BERT-style encoder over rows of the given token lengths (embeddings excluded)."""
+    """Matmul FLOPs of a BERT-style encoder over rows of the given token lengths (embeddings excluded).
+
+    The full model's count, the same for every engine so GFLOP/s compare like for like. crossrank's
+    export computes the last layer for the first token only, so the work it executes is less (about
+    14% on a 6-layer model) and its figure is an equivalent rate, not the rate of its kernels.
+    """
     h = config["hidden_size"]
     inter = config["intermediate_size"]
     layers = config["num_hidden_layers"]
