@@ -89,3 +89,39 @@ def test_xlm_roberta_export_equals_transformers(tiny_roberta, tmp_path):
     with torch.no_grad():
         expected = model(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
     np.testing.assert_allclose(ce.score(PAIRS), expected, atol=1e-4)
+
+
+def test_an_architecture_it_does_not_fit_is_exported_whole(tiny_model, tmp_path):
+    """DistilBERT's layers are not BERT's: the export keeps every position and still equals transformers."""
+    import shutil
+
+    import onnx
+    import torch
+    from transformers import AutoModelForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+
+    from crossrank.engine.export import _selection_matmuls, export
+    from crossrank.engine.model import resolve
+
+    src = tmp_path / "tiny-distilbert"
+    src.mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copyfile(tiny_model / f, src / f)
+    torch.manual_seed(2)
+    vocab = len((tiny_model / "vocab.txt").read_text().split())
+    DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
+        num_labels=1)).eval().save_pretrained(str(src))
+    out = tmp_path / "export"
+    export(resolve(str(src)), out)
+    assert _selection_matmuls(onnx.load(str(out / "model.onnx"))) == []
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    encs = [tok.encode(q, d) for q, d in PAIRS]
+    width = max(len(e.ids) for e in encs)
+    ids = torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encs])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
+    with torch.no_grad():
+        expected = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()(
+            input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
+    np.testing.assert_allclose(CrossEncoder(out, activation="raw").score(PAIRS), expected, atol=1e-4)
