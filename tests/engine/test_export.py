@@ -125,3 +125,11 @@ def test_an_architecture_it_does_not_fit_is_exported_whole(tiny_model, tmp_path)
         expected = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()(
             input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
     np.testing.assert_allclose(CrossEncoder(out, activation="raw").score(PAIRS), expected, atol=1e-4)
+
+
+def test_torch_backend_uses_the_first_token_layer_and_still_equals_transformers(tiny_model):
+    from tests.engine.test_encoder import reference
+
+    ce = CrossEncoder(tiny_model, backend="torch", activation="raw")
+    assert ce.backend.first_token_last_layer is True
+    np.testing.assert_allclose(ce.score(PAIRS), reference(tiny_model, PAIRS), atol=1e-4)

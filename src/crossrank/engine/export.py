@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from crossrank.engine.first_token import first_token_last_layer
 from crossrank.engine.model import (
     ModelDir,
     cache_root,
@@ -116,92 +117,6 @@ def onnx_module(hf: Any, output: str) -> Any:
     return OneOutput()
 
 
-class _FirstTokenLastLayer:
-    """The last encoder layer of a BERT-family classifier, computed for the first token only.
-
-    A sequence classifier reads one vector: the first token's ([CLS] / ``<s>``) output of the last
-    layer (BERT's pooler, RoBERTa/XLM-R/ELECTRA's head: ``hidden[:, 0]``). Every other position of the
-    last layer is computed and thrown away: its queries, attention output, and feed-forward pass, about
-    5/6 of that layer's multiply-adds. Here the last layer attends from the first token only (keys and
-    values still come from every token), so its output is exactly the first token's row. On a 6-layer
-    MiniLM that is ~14% of the model's work. Built only when the layer has BERT's structure, and the
-    export checks the result against the unmodified model before using it.
-    """
-
-    @staticmethod
-    def wrap(layer: Any, as_tuple: bool) -> Any:
-        """The replacement module (returning a tuple, as transformers 4 layers do, when ``as_tuple``)."""
-        import torch
-
-        attention = getattr(layer, "attention", None)
-        sa = getattr(attention, "self", None)
-        needed = (sa, getattr(attention, "output", None), getattr(layer, "intermediate", None),
-                  getattr(layer, "output", None))
-        if any(x is None for x in needed) or not all(
-                hasattr(sa, a) for a in ("query", "key", "value", "num_attention_heads", "attention_head_size")):
-            return None
-        if getattr(sa, "position_embedding_type", "absolute") not in (None, "absolute"):
-            return None
-
-        heads, size = int(sa.num_attention_heads), int(sa.attention_head_size)
-        # One column per head over the hidden units: per-head sums and broadcasts become one small
-        # constant MatMul each, so the exported graph needs no head reshapes (each a chain of shape ops
-        # that costs more than this layer's arithmetic on a one-title batch).
-        blocks = torch.repeat_interleave(torch.eye(heads), size, dim=0)  # (hidden, heads)
-
-        class FirstToken(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = layer
-                self.register_buffer("blocks", blocks, persistent=False)
-
-            def forward(self, hidden_states, attention_mask=None, *args, **kwargs):  # type: ignore[no-untyped-def]
-                first = hidden_states[:, :1]  # (B, 1, H)
-                q, k, v = sa.query(first), sa.key(hidden_states), sa.value(hidden_states)
-                scores = torch.matmul(q * k, self.blocks) * (size ** -0.5)  # (B, T, heads)
-                if attention_mask is not None:  # additive (eager) mask, (B, 1, 1 or T, T): the first row
-                    scores = scores + attention_mask[:, 0, :1, :].transpose(1, 2)
-                weights = torch.matmul(scores.softmax(1), self.blocks.t())  # (B, T, H)
-                context = (weights * v).sum(1, keepdim=True)  # (B, 1, H)
-                attended = layer.attention.output(context, first)
-                out = layer.output(layer.intermediate(attended), attended)
-                return (out,) if as_tuple else out
-
-        return FirstToken()
-
-
-def _first_token_variant(hf: Any, args: tuple) -> Any | None:
-    """``hf`` with :class:`_FirstTokenLastLayer` in place, if it scores ``args`` exactly as before."""
-    import torch
-
-    base = getattr(hf, getattr(hf, "base_model_prefix", ""), None)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if not isinstance(layers, torch.nn.ModuleList) or not len(layers) or getattr(hf.config, "is_decoder", False):
-        return None
-    module = onnx_module(hf, "logits")
-    original = layers[-1]
-    with torch.inference_mode():
-        expected = module(*args)
-        for as_tuple in (False, True):  # transformers 5 layers return a tensor, 4.x a tuple
-            wrapped = _FirstTokenLastLayer.wrap(original, as_tuple)
-            if wrapped is None:
-                return None
-            layers[-1] = wrapped
-            same = False
-            try:
-                got = module(*args)
-                same = got.shape == expected.shape and bool(torch.allclose(got, expected, atol=1e-5, rtol=1e-4))
-            except Exception:  # noqa: BLE001 - a layer this does not fit
-                same = False
-            finally:
-                if not same:  # never leave an unverified layer in the model
-                    layers[-1] = original
-            if same:
-                return hf
-    log.info("first-token last layer does not reproduce %s's logits; exporting every position", type(hf).__name__)
-    return None
-
-
 def _torch_export(model: ModelDir, path: Path) -> None:
     try:
         import torch
@@ -231,22 +146,7 @@ def _torch_export(model: ModelDir, path: Path) -> None:
     if uses_tt:
         args = (ids, mask, torch.tensor([enc.type_ids] * 2, dtype=torch.long))
         names.append("token_type_ids")
-    # The check pads one row, so the masked path is compared too.
-    long = tok.encode("a longer query about heat transfer", "a document to score, with a few more words in it")
-    pad = torch.zeros(2, len(long.ids), dtype=torch.long)
-    pad[0, : len(enc.ids)] = torch.tensor(enc.ids)
-    pad[1] = torch.tensor(long.ids)
-    pad_mask = (torch.arange(len(long.ids))[None, :] < torch.tensor([[len(enc.ids)], [len(long.ids)]])).long()
-    check: tuple = (pad, pad_mask)
-    if uses_tt:
-        types = torch.zeros_like(pad)
-        types[0, : len(enc.ids)] = torch.tensor(enc.type_ids)
-        types[1] = torch.tensor(long.type_ids)
-        check = (pad, pad_mask, types)
-    try:
-        hf = _first_token_variant(hf, check) or hf
-    except Exception as exc:  # noqa: BLE001 - an optimization, never a reason to fail the export
-        log.info("first-token last layer not applied to %s: %s", model.name, exc)
+    first_token_last_layer(hf, tok, model.name)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
     try:

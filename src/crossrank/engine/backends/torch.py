@@ -6,9 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
+from crossrank.engine.first_token import first_token_last_layer
 from crossrank.errors import BackendError, MissingDependencyError, ModelLoadError
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _plain_tokenizer(path: Path) -> object:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 class TorchBackend:
@@ -40,12 +50,13 @@ class TorchBackend:
         if device == "cpu":
             torch.set_num_threads(threads)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(path), dtype=getattr(torch, DTYPES[precision])
-            )
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
         except Exception as exc:  # noqa: BLE001 - transformers raises many types
             raise ModelLoadError(model_name or str(path), f"transformers could not load it: {exc}") from exc
-        self.model = model.to(device).eval()
+        # Verified in fp32 on the CPU, then cast: the last layer computes only the token the head reads.
+        self.first_token_last_layer = (path / "tokenizer.json").exists() and first_token_last_layer(
+            model, _plain_tokenizer(path / "tokenizer.json"), model_name)
+        self.model = model.to(device=device, dtype=getattr(torch, DTYPES[precision])).eval()
         self.device = str(device)
         self.precision = precision
         self.uses_token_type_ids = getattr(model.config, "type_vocab_size", 1) > 1
