@@ -15,6 +15,21 @@ PAIRS = [("crocs kids", "a light clog for kids"), ("heat flow", "boundary layer 
          ("red shoe", ""), ("search", "rank the relevant document first")]
 
 
+def _transformers_logits(model_dir: Path, pad_id: int) -> np.ndarray:
+    """transformers' logits for PAIRS, tokenized by the checkpoint's tokenizer.json and padded with ``pad_id``."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    encs = [Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(q, d) for q, d in PAIRS]
+    width = max(len(e.ids) for e in encs)
+    ids = torch.tensor([e.ids + [pad_id] * (width - len(e.ids)) for e in encs])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
+
+
 def _onnx_ops(export_dir: Path, graph: str = "model.onnx") -> list[str]:
     import onnx
 
@@ -70,25 +85,13 @@ def tiny_roberta(tmp_path_factory) -> Path:
 
 
 def test_xlm_roberta_export_equals_transformers(tiny_roberta, tmp_path):
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import AutoModelForSequenceClassification
-
     from crossrank.engine.export import cached_export
     from crossrank.engine.model import resolve
 
     ce = CrossEncoder(tiny_roberta, activation="raw")
     exported = cached_export(resolve(str(tiny_roberta)), quantize=None).path  # the export ce runs
     assert _onnx_ops(exported).count("Attention") == 1  # the first-token last layer was used
-    tok = Tokenizer.from_file(str(tiny_roberta / "tokenizer.json"))
-    encs = [tok.encode(q, d) for q, d in PAIRS]
-    width = max(len(e.ids) for e in encs)
-    ids = torch.tensor([e.ids + [1] * (width - len(e.ids)) for e in encs])
-    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
-    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_roberta)).eval()
-    with torch.no_grad():
-        expected = model(input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
-    np.testing.assert_allclose(ce.score(PAIRS), expected, atol=1e-4)
+    np.testing.assert_allclose(ce.score(PAIRS), _transformers_logits(tiny_roberta, pad_id=1), atol=1e-4)
 
 
 def test_an_architecture_it_does_not_fit_is_exported_whole(tiny_model, tmp_path):
@@ -97,7 +100,7 @@ def test_an_architecture_it_does_not_fit_is_exported_whole(tiny_model, tmp_path)
 
     import onnx
     import torch
-    from transformers import AutoModelForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     from crossrank.engine.export import _selection_matmuls, export
     from crossrank.engine.model import resolve
@@ -114,17 +117,8 @@ def test_an_architecture_it_does_not_fit_is_exported_whole(tiny_model, tmp_path)
     out = tmp_path / "export"
     export(resolve(str(src)), out)
     assert _selection_matmuls(onnx.load(str(out / "model.onnx"))) == []
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
-    encs = [tok.encode(q, d) for q, d in PAIRS]
-    width = max(len(e.ids) for e in encs)
-    ids = torch.tensor([e.ids + [0] * (width - len(e.ids)) for e in encs])
-    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
-    with torch.no_grad():
-        expected = AutoModelForSequenceClassification.from_pretrained(str(src)).eval()(
-            input_ids=ids, attention_mask=mask).logits[:, 0].numpy()
-    np.testing.assert_allclose(CrossEncoder(out, activation="raw").score(PAIRS), expected, atol=1e-4)
+    np.testing.assert_allclose(CrossEncoder(out, activation="raw").score(PAIRS), _transformers_logits(src, pad_id=0),
+                               atol=1e-4)
 
 
 def test_torch_backend_uses_the_first_token_layer_and_still_equals_transformers(tiny_model):

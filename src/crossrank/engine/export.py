@@ -146,7 +146,7 @@ def _torch_export(model: ModelDir, path: Path) -> None:
     if uses_tt:
         args = (ids, mask, torch.tensor([enc.type_ids] * 2, dtype=torch.long))
         names.append("token_type_ids")
-    first_token_last_layer(hf, tok, model.name)
+    first_token_last_layer(hf, model.tokenizer_file, token_type_ids=uses_tt, name=model.name)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
     try:

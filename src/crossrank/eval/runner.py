@@ -70,10 +70,9 @@ def index_for(collection: Collection, fields: Sequence[str] = ("title", "text"),
     """The collection's index, built once and cached under crossrank's cache, keyed by the corpus bytes."""
     from crossrank.engine.model import cache_root
     from crossrank.retrieval import Index, load_corpus
-
-    digest = hashlib.sha256(collection.corpus_path.read_bytes()).hexdigest()[:16]
     from crossrank.retrieval.dense import check_windows
 
+    digest = hashlib.sha256(collection.corpus_path.read_bytes()).hexdigest()[:16]
     dense_windows = check_windows(dense_windows)
     windows = f"-w{dense_windows}" if dense and dense_windows != 1 else ""
     key = f"{collection.name}-{digest}-{'-'.join(fields)}{'-dense' if dense else ''}{windows}"

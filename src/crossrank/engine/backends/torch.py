@@ -6,19 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from crossrank.engine.export import uses_token_type_ids
 from crossrank.engine.first_token import first_token_last_layer
 from crossrank.errors import BackendError, MissingDependencyError, ModelLoadError
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-def _plain_tokenizer(path: Path) -> object:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
-    tok.no_padding()
-    tok.no_truncation()
-    return tok
 
 
 class TorchBackend:
@@ -53,13 +45,13 @@ class TorchBackend:
             model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
         except Exception as exc:  # noqa: BLE001 - transformers raises many types
             raise ModelLoadError(model_name or str(path), f"transformers could not load it: {exc}") from exc
+        self.uses_token_type_ids = uses_token_type_ids(model)
         # Verified in fp32 on the CPU, then cast: the last layer computes only the token the head reads.
-        self.first_token_last_layer = (path / "tokenizer.json").exists() and first_token_last_layer(
-            model, _plain_tokenizer(path / "tokenizer.json"), model_name)
+        self.first_token_last_layer = first_token_last_layer(
+            model, path / "tokenizer.json", token_type_ids=self.uses_token_type_ids, name=model_name)
         self.model = model.to(device=device, dtype=getattr(torch, DTYPES[precision])).eval()
         self.device = str(device)
         self.precision = precision
-        self.uses_token_type_ids = getattr(model.config, "type_vocab_size", 1) > 1
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray,
             token_type_ids: np.ndarray) -> np.ndarray:
