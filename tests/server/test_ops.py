@@ -61,6 +61,15 @@ def test_metrics_count_requests_pairs_and_cache_hits(server, caplog):
     assert any("tokens=0" not in line for line in lines)
 
 
+def test_metrics_count_refused_requests_with_their_status(server):
+    before = metric(httpx.get(f"{server.url}/metrics").text, "crossrank_requests_total", 0.0,
+                    route="/rerank", model="tiny", status="400")
+    response = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": []})
+    assert response.status_code == 400
+    text = httpx.get(f"{server.url}/metrics").text
+    assert metric(text, "crossrank_requests_total", route="/rerank", model="tiny", status="400") == before + 1
+
+
 def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path):
     from crossrank.server.config import config_from_dict
 
