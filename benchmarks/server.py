@@ -6,6 +6,8 @@ concurrency and documents-per-request; p50/p99 latency and pairs/s. In the same 
 server starts, the engine's in-process figures on the same texts: one request's documents in one
 ``score`` call, and ``c`` requests' documents merged in one call (what dynamic batching can reach).
 ``--infinity-url`` adds a running Infinity server (its Cohere-style ``/rerank``) as the peer.
+Before the load, the HTTP overhead: one client sends requests one at a time, alternating with the same
+documents scored in-process, and the medians are compared (what a lone caller pays for the server).
 
 The server, the load generator and anything else on the machine share its cores: on a small VM the
 generator's own CPU use is part of what is measured.
@@ -29,11 +31,8 @@ from crossrank.bench.latency import QUERY, corpus_words, texts
 from crossrank.server import launch
 
 
-def engine_figures(model: str | None, quantize: str | None, docs: list[str], merged: int, repeats: int) -> tuple:
+def engine_figures(ce: object, docs: list[str], merged: int, repeats: int) -> tuple:
     """p50 ms of one request's documents in one call, and pairs/s of ``merged`` requests in one call."""
-    from crossrank import CrossEncoder
-
-    ce = CrossEncoder(model, quantize=quantize)
     pairs = [(QUERY, d) for d in docs]
     ce.score(pairs)  # warm-up
     times = []
@@ -47,6 +46,25 @@ def engine_figures(model: str | None, quantize: str | None, docs: list[str], mer
     ce.score(merged_pairs)
     merged_s = time.perf_counter() - t
     return statistics.median(times) * 1000, len(pairs) / statistics.median(times), len(merged_pairs) / merged_s
+
+
+def http_overhead(ce: object, url: str, docs: list[str], repeats: int) -> tuple[float, float]:
+    """Median ms of one request through the server (a sequential client) and of the same call in-process,
+    interleaved so background load hits both alike."""
+    pairs = [(QUERY, d) for d in docs]
+    body = {"model": "bench", "query": QUERY, "documents": docs, "return_documents": False}
+    client, local = [], []
+    with httpx.Client(base_url=url, timeout=600) as http:
+        for _ in range(2):  # warm-up: connection, caches
+            http.post("/v2/rerank", json=body).raise_for_status()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            http.post("/v2/rerank", json=body).raise_for_status()
+            client.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ce.score(pairs)  # type: ignore[attr-defined]
+            local.append(time.perf_counter() - t)
+    return statistics.median(client) * 1000, statistics.median(local) * 1000
 
 
 async def load(url: str, path: str, body: dict, concurrency: int, total: int, timeout: float) -> tuple:
@@ -117,10 +135,13 @@ def main() -> None:
     words = corpus_words(None)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with the load generator); "
           f"model {args.model or 'minilm-l6-untrained'} {args.quantize or 'fp32'}; {args.kind}; query {QUERY!r}")
+    from crossrank import CrossEncoder
+
+    ce = CrossEncoder(args.model, quantize=args.quantize)
     engine = {}
     for n in args.docs:
         docs = texts(args.kind, n, words)
-        engine[n] = engine_figures(args.model, args.quantize, docs, merged=max(1, 320 // n), repeats=5)
+        engine[n] = engine_figures(ce, docs, merged=max(1, 320 // n), repeats=5)
         p50, one, merged = engine[n]
         print(f"engine in-process   {n:>4} docs: one call p50 {p50:8.1f} ms  {one:7.1f} pairs/s; "
               f"{max(1, 320 // n)} requests merged in one call {merged:7.1f} pairs/s")
@@ -130,6 +151,10 @@ def main() -> None:
     if args.infinity_url:
         targets.append(("infinity", args.infinity_url.rstrip("/"), "/rerank", args.infinity_model))
     try:
+        for n in args.docs:
+            client, local = http_overhead(ce, server.url, texts(args.kind, n, words), 30 if n <= 10 else 6)
+            print(f"http overhead       {n:>4} docs: sequential client p50 {client:8.1f} ms, in-process "
+                  f"{local:8.1f} ms: +{client - local:.1f} ms ({client / local - 1:+.1%})", flush=True)
         # Targets alternate point by point so a change in background load hits both alike.
         for n in args.docs:
             docs = texts(args.kind, n, words)

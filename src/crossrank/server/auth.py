@@ -21,8 +21,12 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def require_api_key(request: Request) -> None:
-    """FastAPI dependency: passes when no keys are configured or a configured key is presented."""
+async def require_api_key(request: Request) -> None:
+    """FastAPI dependency: passes when no keys are configured or a configured key is presented.
+
+    ``async`` though it never awaits: FastAPI runs a plain ``def`` dependency in its thread pool, a
+    thread hand-off on every request (~0.3 ms of a 1.7 ms cached rerank on the 2-core VM).
+    """
     keys: list[str] = request.app.state.config.server.api_keys
     if not keys:
         return
