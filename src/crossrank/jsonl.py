@@ -1,5 +1,6 @@
 """JSON Lines, read one way everywhere: blank lines skipped, every other line a JSON object, errors that
-name the file and line. Used by batch scoring, evaluation and training (corpora and query files)."""
+name the file and line. Used by batch scoring, evaluation and training (corpora and query files).
+:func:`dumps` is the one way to write JSON that holds user text (files and terminal output)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,20 @@ def read_objects(path: Path, *, errors: str = "replace", required: str | None = 
                 raise InputError(f"{path}:{n}: each line must be an object with a {required!r}")
             rows.append(row)
     return rows
+
+
+def dumps(obj: Any, *, errors: str = "strict", **kwargs: Any) -> str:
+    """``json.dumps`` with UTF-8 text kept readable, unless it cannot be written as UTF-8.
+
+    Text from JSON input may hold lone surrogates (a ``"\\ud800"`` escape, or what
+    ``surrogateescape`` made of an invalid byte); written raw they crash the file or terminal. A value
+    whose text does not encode under ``errors`` is written with ASCII escapes instead: still valid JSON,
+    still exactly the string that was read.
+    """
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    if not text.isascii():
+        try:
+            text.encode("utf-8", errors)
+        except UnicodeEncodeError:
+            return json.dumps(obj, ensure_ascii=True, **kwargs)
+    return text

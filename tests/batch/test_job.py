@@ -123,3 +123,14 @@ def test_cli_batch(tmp_path, tiny_model):
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "not found" in result.output
     assert json.loads(json.dumps(read_rows(tmp_path / "o.parquet")[0]))["id"] == 0
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_text_that_is_not_clean_utf8_is_scored_and_written(tmp_path, tiny_model, suffix):
+    (tmp_path / "in.jsonl").write_bytes(b'{"query": "q", "text": "a \\ud800"}\n{"query": "q", "text": "b \xff"}\n')
+    score_file(tmp_path / "in.jsonl", tmp_path / f"out{suffix}", model=str(tiny_model), progress=False)
+    out = read_rows(tmp_path / f"out{suffix}")
+    assert len(out) == 2 and all(np.isfinite(r["score"]) for r in out)
+    if suffix == ".jsonl":  # JSON Lines gives back exactly what was read
+        assert out[0]["text"] == "a \ud800"
+        assert (tmp_path / "out.jsonl").read_bytes().splitlines()[1].startswith(b'{"query": "q", "text": "b \xff"')

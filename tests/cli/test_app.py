@@ -49,3 +49,17 @@ def test_bench_runs_on_tiny_model(tiny_model):
     result = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "1", "--no-peer"])
     assert result.exit_code == 0, result.output
     assert "passages" in result.stdout and "crossrank onnx int8" in result.stdout
+
+
+def test_rerank_echoes_lone_surrogates_and_reads_spaced_field_lists(tiny_model):
+    stdin = '{"title": "crocs \\ud800", "text": "clog"}\n'
+    for extra in (["--json"], []):
+        result = runner.invoke(app, ["rerank", "crocs", "--model", str(tiny_model), *extra], input=stdin)
+        assert result.exit_code == 0, result.output
+    assert json.loads(runner.invoke(app, ["rerank", "crocs", "--model", str(tiny_model), "--json"],
+                                    input=stdin).stdout)["results"][0]["document"]["title"] == "crocs \ud800"
+    both = runner.invoke(app, ["rerank", "crocs", "--model", str(tiny_model), "--json", "--on", "title, text"],
+                         input=stdin)
+    title = runner.invoke(app, ["rerank", "crocs", "--model", str(tiny_model), "--json", "--on", "title"],
+                          input=stdin)
+    assert json.loads(both.stdout)["results"][0]["score"] != json.loads(title.stdout)["results"][0]["score"]

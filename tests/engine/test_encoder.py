@@ -146,3 +146,45 @@ def test_the_untrained_builtin_says_once_that_its_scores_are_not_relevance(caplo
         CrossEncoder()
         CrossEncoder("minilm-l6-untrained")
     assert sum("random classification head" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_options_are_checked_not_swapped_for_defaults(tiny_model, ce):
+    for kwargs in ({"max_length": 3}, {"max_length": 0}, {"max_length": -1}, {"max_chunks_per_doc": "2"},
+                   {"max_query_length": 0}, {"threads": 1.5}):
+        with pytest.raises(InputError):
+            CrossEncoder(str(tiny_model), **kwargs)
+    with pytest.raises(InputError, match="max_chunks_per_doc"):
+        ce.score([("crocs", "clog")], max_chunks_per_doc=0)
+
+
+def test_device_or_precision_the_onnx_path_cannot_honour_is_an_error(tiny_model):
+    for kwargs in ({"backend": "onnx", "device": "cuda"}, {"backend": "onnx", "precision": "fp16"},
+                   {"quantize": "int8", "device": "cuda"}):
+        with pytest.raises(ModelLoadError, match="backend='torch'"):
+            CrossEncoder(str(tiny_model), **kwargs)
+    assert CrossEncoder(str(tiny_model), device="cpu", precision="fp32").backend.name == "onnx"
+
+
+def test_one_field_name_as_a_string(ce):
+    doc = {"title": "crocs", "text": "kids clog"}
+    assert ce.rank("crocs", [doc], on="title")[0].score == pytest.approx(ce.score([("crocs", "crocs")])[0])
+
+
+def test_softmax_over_chunked_windows_is_a_distribution(tiny_model, tmp_path):
+    """Several labels and long documents: windows are combined on logits, then the softmax applies."""
+    import shutil
+
+    from transformers import BertForSequenceClassification
+
+    three = tmp_path / "three-labels"
+    shutil.copytree(tiny_model, three)
+    model = BertForSequenceClassification.from_pretrained(str(tiny_model), num_labels=3,
+                                                          ignore_mismatched_sizes=True)
+    model.save_pretrained(str(three))
+    ce3 = CrossEncoder(str(three), activation="softmax")
+    long_doc = "aircraft wing lift " * 40 + " crocs kids clog"
+    probs = ce3.score([("crocs", long_doc), ("wing", "lift")], max_chunks_per_doc=4)
+    assert probs.shape == (2, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    logits = ce3.score([("crocs", long_doc)], max_chunks_per_doc=4, activation="raw")[0]
+    np.testing.assert_allclose(probs[0], np.exp(logits) / np.exp(logits).sum(), atol=1e-6)

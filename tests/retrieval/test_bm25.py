@@ -51,3 +51,20 @@ def test_save_and_load_give_identical_results(tmp_path):
         a, b = index.search(query, 5), loaded.search(query, 5)
         assert a[0].tolist() == b[0].tolist()
         np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_ties_at_the_cut_go_to_the_lower_position_whatever_k():
+    index = BM25Index().build(["bear cub"] * 300 + ["alien"])
+    tops = {k: index.search("bear", k)[0].tolist() for k in (1, 5, 50)}
+    assert tops == {1: [0], 5: [0, 1, 2, 3, 4], 50: list(range(50))}
+
+
+def test_unknown_stopwords_and_a_corpus_with_nothing_to_index():
+    import pytest
+
+    from crossrank.errors import InputError
+
+    with pytest.raises(InputError, match="stopwords 'xx'"):
+        BM25Index(BM25Config(stopwords="xx"))
+    with pytest.raises(InputError, match="no indexable terms"):
+        BM25Index().build(["the", "", "of the"])

@@ -88,3 +88,10 @@ def test_bad_json_line_and_unknown_extension(tmp_path):
         load_corpus(tmp_path / "c.txt")
     with pytest.raises(InputError, match="does not exist"):
         load_corpus(tmp_path / "nope.jsonl")
+
+
+def test_invalid_utf8_bytes_are_replaced_not_fatal(tmp_path):
+    (tmp_path / "c.jsonl").write_bytes(b'{"id": "a", "text": "bear \xff cub"}\n')
+    (tmp_path / "c.csv").write_bytes(b"id,text\na,bear \xff cub\n")
+    for name in ("c.jsonl", "c.csv"):
+        assert load_corpus(tmp_path / name).text_at(0, ["text"]) == "bear \ufffd cub"

@@ -147,3 +147,10 @@ def test_auto_dense_windows_follow_the_corpus(tmp_path):
     assert Pipeline(Dense(auto))("when do spring tides happen", top_k=1).ids == ["tides"]
     cut = Index.build(corpus, ["text"], bm25=False, dense_windows="1", encoder=auto.encoder)  # CLI text works
     assert cut.vectors.owner is None and len(cut.vectors) == 3
+
+
+def test_exact_search_ties_go_to_the_lower_position_whatever_k():
+    vectors = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (40, 1))
+    index = VectorIndex(vectors, ann=False)
+    query = np.array([1.0, 0.0], dtype=np.float32)
+    assert [index.search(query, k)[0].tolist() for k in (1, 3)] == [[0], [0, 1, 2]]

@@ -108,7 +108,7 @@ def test_budget_picks_a_window_that_fits_and_reports_it(sample_index, tiny_ranke
     generous = search(QUERY, top_k=5, window=25, budget_ms=10_000)
     assert generous.window == min(25, len(sample_index.bm25.search(QUERY, 100)[0]))
     starved = search(QUERY, top_k=5, window=25, budget_ms=0.001)
-    assert starved.window == 0 and starved.method == "bm25+rerank"
+    assert starved.window == 0 and starved.method == "bm25"  # nothing was reranked
     assert all(h.stage_rank("rerank") is None for h in starved)
     # In between: the chosen window is the largest whose predicted cost fits.
     texts = [sample_index.corpus.text_at(p, ["title", "text"]) for p in sample_index.bm25.search(QUERY, 25)[0]]
@@ -176,3 +176,25 @@ def test_rrf_helper_is_what_the_pipeline_uses(sample_index):
     dense_pos, _ = sample_index.vectors.search(sample_index.embed_query(QUERY), 100)
     positions, _ = reciprocal_rank_fusion({"bm25": bm25_pos, "dense": dense_pos})
     assert [h.position for h in result] == positions[:100].tolist()
+
+
+def test_rerank_fields_are_checked_and_a_bytes_query_is_one_query(sample_index, tiny_ranker):
+    with pytest.raises(InputError, match="no field 'titel'"):
+        build_pipeline(sample_index, ranker=tiny_ranker, on=["titel"])
+    as_bytes = build_pipeline(sample_index)(QUERY.encode(), top_k=3)
+    assert as_bytes.ids == build_pipeline(sample_index)(QUERY, top_k=3).ids
+
+
+def test_damaged_index_files_are_named(sample_index, tmp_path):
+    sample_index.save(tmp_path / "idx")
+    corpus_file = tmp_path / "idx" / "corpus.jsonl"
+    lines = corpus_file.read_text().splitlines(keepends=True)
+    corpus_file.write_text("".join(lines[:-1]))  # one record lost
+    with pytest.raises(InputError, match="rebuild the index"):
+        Index.load(tmp_path / "idx")
+    corpus_file.write_text("".join(lines[:-1]) + "{not json\n")
+    with pytest.raises(InputError, match=r"corpus.jsonl:\d+: not JSON"):
+        Index.load(tmp_path / "idx")
+    corpus_file.unlink()
+    with pytest.raises(InputError, match="lacks corpus.jsonl"):
+        Index.load(tmp_path / "idx")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from crossrank.engine.documents import clean_text
 from crossrank.errors import InputError, MissingDependencyError
-from crossrank.jsonl import read_objects
+from crossrank.jsonl import dumps, read_objects
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -42,6 +42,17 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return read_objects(path, errors="surrogateescape")
 
 
+def _utf8(value: Any) -> Any:
+    """Parquet strings must be valid UTF-8: invalid input bytes (kept as surrogates) become U+FFFD."""
+    if isinstance(value, str):
+        return clean_text(value, "value")
+    if isinstance(value, dict):
+        return {k: _utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    return value
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write atomically (temp file + rename): a reader never sees half a file, a crash leaves none."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -49,9 +60,9 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         pa, pq = _pyarrow()
         # from_pylist takes its columns from the first row; rows with other fields must not lose them.
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows]), tmp)
+        pq.write_table(pa.Table.from_pylist([{k: _utf8(row.get(k)) for k in columns} for row in rows]), tmp)
     else:
         with tmp.open("w", encoding="utf-8", errors="surrogateescape") as fh:
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(dumps(row, errors="surrogateescape") + "\n")
     os.replace(tmp, path)

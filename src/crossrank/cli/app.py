@@ -9,7 +9,10 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from crossrank.cli import comma_list
+from crossrank.engine.documents import clean_text
 from crossrank.errors import CrossrankError
+from crossrank.jsonl import dumps
 
 app = typer.Typer(help="crossrank: cross-encoder reranking, exact and fast.", no_args_is_help=True,
                   add_completion=False)
@@ -53,15 +56,15 @@ def rerank(
     docs: list = list(documents) if documents else _read_stdin_documents()
     try:
         ce = CrossEncoder(model, backend=backend, quantize=quantize)
-        ranked = ce.rank(query, docs, top_k=top_k, on=on.split(",") if on else None)
+        ranked = ce.rank(query, docs, top_k=top_k, on=comma_list(on))
     except CrossrankError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps({"model": ce.model_name, "results": [
-            {"index": r.index, "score": r.score, "document": r.document} for r in ranked]}, ensure_ascii=False))
+        typer.echo(dumps({"model": ce.model_name, "results": [
+            {"index": r.index, "score": r.score, "document": r.document} for r in ranked]}))
         return
     for rank, r in enumerate(ranked, 1):
-        text = r.document if isinstance(r.document, str) else json.dumps(r.document, ensure_ascii=False)
+        text = clean_text(r.document, "document") if isinstance(r.document, str) else dumps(r.document)
         typer.echo(f"{rank:>3}  {r.score:9.4f}  [{r.index}]  {text[:100]}")
 
 

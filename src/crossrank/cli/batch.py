@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from crossrank.cli import comma_list
 from crossrank.errors import CrossrankError
 
 
@@ -30,7 +31,7 @@ def batch(
 
     try:
         report = score_file(input, out, model=model, backend=backend, quantize=quantize,
-                            on=on.split(",") if on else None, workers=workers, part_rows=part_rows, ray=ray,
+                            on=comma_list(on), workers=workers, part_rows=part_rows, ray=ray,
                             ray_address=ray_address, restart=restart, progress=not quiet)
     except CrossrankError as exc:
         _fail(exc)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from crossrank.cli import comma_list
 from crossrank.errors import CrossrankError
 
 DEFAULT_METHODS = "bm25,dense,hybrid,hybrid+rerank"
@@ -78,7 +79,8 @@ def eval_command(
                            ) -> None:
                     bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
 
-                index = index_for(collection, fields.split(","), progress=report, dense_windows=dense_windows)
+                index = index_for(collection, comma_list(fields) or ["title", "text"], progress=report,
+                                  dense_windows=dense_windows)
                 by_method = {}
                 for m in parsed:
                     bar.update(task, description=f"{collection.name}: {m.name}", completed=0,

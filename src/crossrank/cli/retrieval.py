@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from crossrank.cli import comma_list
 from crossrank.errors import CrossrankError
+from crossrank.jsonl import dumps
 
 if TYPE_CHECKING:
     from crossrank.retrieval.results import SearchResult
@@ -23,10 +25,6 @@ SAMPLE = "sample"
 def _fail(exc: CrossrankError | str) -> NoReturn:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
-
-
-def _fields(value: str | None) -> list[str] | None:
-    return [f.strip() for f in value.split(",") if f.strip()] if value else None
 
 
 def _weights(value: str | None) -> dict[str, float] | None:
@@ -81,7 +79,7 @@ def index(
                     tasks[stage] = bar.add_task({"bm25": "BM25 index", "embed": "embedding"}[stage], total=total)
                 bar.update(tasks[stage], completed=done)
 
-            built = Index.build(docs, _fields(fields) or ["title", "text"], bm25=config if bm25 else False,
+            built = Index.build(docs, comma_list(fields) or ["title", "text"], bm25=config if bm25 else False,
                                 dense=(dense_model or True) if dense else False, ann=ann, progress=progress,
                                 dense_windows=dense_windows)
             saved = built.save(out)
@@ -141,13 +139,13 @@ def search(
                 ranker = CascadeRanker(ranker, LocalRanker(cascade_model), keep=cascade_keep)
         if fuse and ranker is not None:
             ranker = FusedRanker(ranker, k=rrf_k)
-        pipeline = build_pipeline(idx, retrievers=_fields(retrievers), rrf_k=rrf_k, weights=_weights(weights),
-                                  mmr_lambda=mmr, ranker=ranker, on=_fields(on))
+        pipeline = build_pipeline(idx, retrievers=comma_list(retrievers), rrf_k=rrf_k, weights=_weights(weights),
+                                  mmr_lambda=mmr, ranker=ranker, on=comma_list(on))
         result = pipeline(query, top_k=top_k, window=window, budget_ms=budget_ms, min_score=min_score)
     except CrossrankError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+        typer.echo(dumps(result.to_dict(), default=str))
     else:
         _print_result(result)
         if ranker is None and rerank is None:

@@ -38,7 +38,7 @@ def clean_text(value: Any, what: str) -> str:
 def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
     """The text of one document: a string as is, a dict's ``on`` fields joined by newlines."""
     if isinstance(doc, Mapping):
-        fields = list(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
+        fields = [on] if isinstance(on, str) else list(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
         if not fields:
             raise InputError(
                 f"{what} is a dict without 'text' or 'title'; say which fields to read with on=[...] "

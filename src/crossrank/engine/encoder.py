@@ -57,6 +57,11 @@ def _warn_untrained(name: str) -> None:
                     "trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L6-v2) to rank", name)
 
 
+def _check_positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
 def default_threads() -> int:
     """One intra-op thread per CPU this process may run on (``CROSSRANK_THREADS`` overrides)."""
     env = os.environ.get("CROSSRANK_THREADS")
@@ -101,16 +106,24 @@ class CrossEncoder:
             raise ModelLoadError(str(model), f"unknown quantization {quantize!r}; expected None or 'int8'")
         if activation not in act.ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
-        if max_chunks_per_doc < 1:
-            raise InputError("max_chunks_per_doc must be >= 1")
+        _check_positive("max_chunks_per_doc", max_chunks_per_doc)
+        for name, value in (("max_length", max_length), ("max_query_length", max_query_length),
+                            ("threads", threads), ("max_batch_tokens", max_batch_tokens)):
+            if value is not None:
+                _check_positive(name, value)
         self.threads = threads or default_threads()
         source = resolve(model)
         self.source = source
         self.model_name = source.name
         if source.name in UNTRAINED_BUILTINS:
             _warn_untrained(source.name)
+        wants_torch = (device or "cpu") != "cpu" or (precision or "fp32") != "fp32"  # only torch has these
         if backend == "auto":
-            backend = "onnx" if (quantize or source.kind == "export") else auto_backend()
+            backend = "onnx" if (quantize or source.kind == "export") else "torch" if wants_torch else auto_backend()
+        if backend == "onnx" and wants_torch:
+            raise ModelLoadError(self.model_name, f"the ONNX backend runs on the CPU in fp32 or int8; "
+                                 f"device={device!r} precision={precision!r} need backend='torch' and a Hugging "
+                                 "Face checkpoint")
         if backend == "torch" and source.kind == "export":
             raise ModelLoadError(
                 self.model_name, "the torch backend needs a Hugging Face checkpoint, not an ONNX export"
@@ -131,7 +144,7 @@ class CrossEncoder:
         self.calibration = load_calibration(source.path) if self.num_labels == 1 else None
         self.declared_activation = "calibrated" if self.calibration is not None else declared
         self.activation = self._resolve_activation(activation)
-        self.max_length = min(max_length or model_max, model_max)
+        self.max_length = model_max if max_length is None else min(max_length, model_max)
         self.tokenizer = PairTokenizer(source.tokenizer_file, self.max_length, max_query_length, self.model_name)
         on_gpu = self.backend.device.startswith("cuda")
         self.max_batch_tokens = max_batch_tokens or (GPU_BATCH_TOKENS if on_gpu else CPU_BATCH_TOKENS)
@@ -252,7 +265,7 @@ class CrossEncoder:
     def _score(self, queries: list[str], texts: list[str], activation: str | None,
                max_chunks_per_doc: int | None) -> tuple[np.ndarray, ScoreStats]:
         activation = self._resolve_activation(activation or self.activation)
-        chunks = max_chunks_per_doc or self.max_chunks_per_doc
+        chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
         if not isinstance(chunks, int) or chunks < 1:
             raise InputError("max_chunks_per_doc must be a positive integer")
         stats = ScoreStats(pairs=len(queries))
@@ -279,15 +292,17 @@ class CrossEncoder:
             stats.batches.append(len(rows))
             stats.padded_tokens += batch.padded_tokens
         stats.inference_s = time.perf_counter() - t1
-        if activation == "calibrated":  # monotone, so max over windows commutes with it
-            row_scores = self.calibration.apply(row_logits)  # type: ignore[union-attr]
-        else:
-            row_scores = act.apply(activation, row_logits)
         if enc.rows == len(unique):
-            pair_scores = row_scores
-        else:  # a document's score is the best of its windows
-            pair_scores = np.full((len(unique), self.num_labels), -np.inf, dtype=np.float32)
-            np.maximum.at(pair_scores, enc.owner, row_scores)
+            pair_logits = row_logits
+        else:  # a document's logits are the best of its windows', label by label
+            pair_logits = np.full((len(unique), self.num_labels), -np.inf, dtype=np.float32)
+            np.maximum.at(pair_logits, enc.owner, row_logits)
+        # The activation comes after the max: the same as before it for the monotone ones (sigmoid,
+        # calibrated), and a softmax over several labels still sums to 1.
+        if activation == "calibrated":
+            pair_scores = self.calibration.apply(pair_logits)  # type: ignore[union-attr]
+        else:
+            pair_scores = act.apply(activation, pair_logits)
         out = pair_scores[slot]
         return (out[:, 0] if self.num_labels == 1 else out), stats
 

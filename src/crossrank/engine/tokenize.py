@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from crossrank.errors import ModelLoadError
+from crossrank.errors import InputError, ModelLoadError
 
 #: Characters per token assumed when pre-cutting huge documents; the cut is verified, so a
 #: wrong guess costs time, never correctness.
@@ -92,7 +92,8 @@ class PairTokenizer:
         self._lock = threading.Lock()
         self.specials = self._tok.num_special_tokens_to_add(True)
         if max_length <= self.specials + 2:
-            raise ValueError(f"max_length={max_length} leaves no room for the texts")
+            raise InputError(f"max_length={max_length} leaves no room for the texts "
+                             f"({self.specials} special tokens, at least one token each for query and document)")
         self.max_length = int(max_length)
         budget = self.max_length - self.specials
         self.max_query_length = max(1, min(max_query_length or budget // 2, budget - 1))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.errors import InputError, MissingDependencyError
+from crossrank.retrieval.results import top_k
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class BM25Index:
     def __init__(self, config: BM25Config | None = None) -> None:
         self.config = config or BM25Config()
         self._stem = _stemmer(self.config.stemmer)
+        try:  # bm25s only looks the stopword list up when it tokenizes: check the name now
+            self._tokenize(["crossrank"], as_ids=False, show_progress=False)
+        except ValueError as exc:
+            raise InputError(f"unknown stopwords {self.config.stopwords!r}: {exc}") from exc
         self._retriever: Any = None
         self.num_docs = 0
 
@@ -66,6 +71,8 @@ class BM25Index:
     def build(self, texts: Sequence[str], *, show_progress: bool = False) -> BM25Index:
         bm25s = _bm25s()
         tokens = self._tokenize(list(texts), as_ids=True, show_progress=show_progress)
+        if texts and not tokens.vocab:
+            raise InputError(f"the {len(texts)} documents have no indexable terms (all empty or stopwords)")
         retriever = bm25s.BM25(method=self.config.method, k1=self.config.k1, b=self.config.b)
         retriever.index(tokens, show_progress=show_progress)
         self._retriever = retriever
@@ -91,12 +98,7 @@ class BM25Index:
         Ties are broken by corpus position so the same index always gives the same order.
         """
         scores = self.scores(query)
-        matched = np.flatnonzero(scores > 0)
-        if len(matched) > k:
-            top = np.argpartition(-scores[matched], k - 1)[:k]
-            matched = matched[top]
-        order = np.lexsort((matched, -scores[matched]))
-        positions = matched[order]
+        positions = top_k(scores, k, np.flatnonzero(scores > 0))
         return positions, scores[positions]
 
     def save(self, directory: Path) -> None:

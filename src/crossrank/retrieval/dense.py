@@ -37,6 +37,7 @@ from crossrank.engine.model import (
 )
 from crossrank.engine.tokenize import EncodedPairs, pad_token_id
 from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
+from crossrank.retrieval.results import top_k
 
 log = logging.getLogger(__name__)
 
@@ -323,15 +324,6 @@ class BiEncoder:
         return vectors.astype(np.float32)
 
 
-def _top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> np.ndarray:
-    """The ``k`` best positions by ``scores`` (of ``candidates``, default all), best first, ties by position."""
-    if candidates is None:
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    else:
-        top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]] if k < len(candidates) else candidates
-    return top[np.lexsort((top, -scores[top]))]
-
-
 class VectorIndex:
     """Document vectors and a search over them: exact (numpy) or approximate (usearch HNSW).
 
@@ -391,7 +383,7 @@ class VectorIndex:
             positions = np.asarray(matches.keys, dtype=np.int64)
             return positions, (1.0 - np.asarray(matches.distances, dtype=np.float32))
         sims = self.vectors @ query_vector.astype(np.float32)
-        positions = _top_k(sims, k)
+        positions = top_k(sims, k)
         return positions, sims[positions]
 
     def _search_windows(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -405,7 +397,7 @@ class VectorIndex:
             sims = self.vectors @ query_vector
         best = np.full(self.num_docs, -np.inf, dtype=np.float32)
         np.maximum.at(best, self.owner[rows], sims)
-        positions = _top_k(best, k, np.flatnonzero(np.isfinite(best)))
+        positions = top_k(best, k, np.flatnonzero(np.isfinite(best)))
         return positions, best[positions]
 
     def save(self, directory: Path) -> None:

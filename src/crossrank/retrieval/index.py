@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.errors import InputError
+from crossrank.jsonl import dumps, read_objects
 from crossrank.retrieval.bm25 import BM25Config, BM25Index
 from crossrank.retrieval.corpus import Corpus
 from crossrank.retrieval.dense import DEFAULT_BI_ENCODER, BiEncoder, DenseWindows, VectorIndex, check_windows
@@ -114,7 +115,7 @@ class Index:
         tmp.mkdir(parents=True)
         with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as fh:
             for doc in self.corpus.documents:
-                fh.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+                fh.write(dumps(doc, default=str) + "\n")
         if self.bm25:
             self.bm25.save(tmp / "bm25")
         if self.vectors is not None:
@@ -149,14 +150,17 @@ class Index:
             raise InputError(f"{manifest_file} is not valid JSON: {exc}") from exc
         if manifest.get("format") != INDEX_FORMAT:
             raise InputError(f"{root} has index format {manifest.get('format')!r}; this crossrank reads {INDEX_FORMAT}")
-        with (root / "corpus.jsonl").open(encoding="utf-8") as fh:
-            records = [json.loads(line) for line in fh if line.strip()]
+        if not (root / "corpus.jsonl").is_file():
+            raise InputError(f"{root} lacks corpus.jsonl; rebuild the index")
+        records = read_objects(root / "corpus.jsonl")  # names the file and line of a damaged record
         corpus = Corpus.from_records(records, id_field=manifest["id_field"], source=manifest.get("source", str(root)))
         bm25 = BM25Index.load(root / "bm25") if manifest.get("bm25") else None
         dense = manifest.get("dense")
         vectors = VectorIndex.load(root / "dense", ann=bool(dense["ann"])) if dense else None
-        if vectors is not None and len(vectors) != len(corpus):
-            raise InputError(f"{root}: {len(vectors)} vectors for {len(corpus)} documents; rebuild the index")
+        for what, count in (("vectors", len(vectors) if vectors is not None else None),
+                            ("BM25 documents", bm25.num_docs if bm25 is not None else None)):
+            if count is not None and count != len(corpus):
+                raise InputError(f"{root}: {count} {what} for {len(corpus)} documents; rebuild the index")
         return cls(corpus, manifest["fields"], bm25=bm25, vectors=vectors,
                    dense_model=dense["model"] if dense else None)
 

@@ -136,6 +136,8 @@ class Pipeline:
         self.documents = documents
         self.ranker = ranker
         self.on = list(on) if on else list(self.index.fields)
+        if on:  # a typo would rerank empty texts: fail now, like the index build does
+            self.index.corpus.check_fields(self.on)
 
     def __add__(self, stage: Any) -> Pipeline:
         new = Pipeline(self.first, mmr=self.mmr, documents=self.documents, ranker=self.ranker, on=self.on)
@@ -157,10 +159,14 @@ class Pipeline:
 
     @property
     def method(self) -> str:
+        return self._unranked_method + (f"+{self.ranker.name}" if self.ranker else "")
+
+    @property
+    def _unranked_method(self) -> str:
+        """The stages before the ranker: what a search that reranked nothing reports."""
         retrievers = self.first.retrievers if isinstance(self.first, Fusion) else [self.first]
         name = "+".join(r.name for r in retrievers) + ("/rrf" if isinstance(self.first, Fusion) else "")
-        name += "+mmr" if self.mmr else ""
-        return name + (f"+{self.ranker.name}" if self.ranker else "")
+        return name + ("+mmr" if self.mmr else "")
 
     def __call__(self, query: str | Sequence[str], *, top_k: int = 10, window: int = 25,
                  budget_ms: float | None = None, min_score: float | None = None,
@@ -178,8 +184,8 @@ class Pipeline:
                 raise InputError(f"{name} must be a non-negative integer, got {value!r}")
         if budget_ms is not None and budget_ms <= 0:
             raise InputError(f"budget_ms must be positive, got {budget_ms}")
-        if isinstance(query, str):
-            return self._search(query, top_k, window, budget_ms, min_score, depth)
+        if isinstance(query, (str, bytes, bytearray)):  # bytes are one query, not a list of ints
+            return self._search(query, top_k, window, budget_ms, min_score, depth)  # type: ignore[arg-type]
         if not isinstance(query, Sequence):
             raise InputError(f"query must be a string or a list of strings, got {type(query).__name__}")
         return [self._search(q, top_k, window, budget_ms, min_score, depth) for q in query]
@@ -215,7 +221,7 @@ class Pipeline:
         candidates, first_scores, traces = self._first_stage(query, depth, max(window, top_k), context)
         timings["first_stage"] = _ms(started)
         base_score = dict(zip(candidates.tolist(), first_scores.tolist(), strict=True))
-        method = self.method
+        method = self._unranked_method  # the ranker joins it only if it ranked something
         if self.mmr is not None and len(candidates):
             t0 = time.perf_counter()
             n_pick = max(window, top_k)
@@ -243,9 +249,9 @@ class Pipeline:
             except BackendError as exc:  # RankerUnavailable, or the local engine failing on a batch
                 ranking, fallback = None, f"{self.ranker.name} failed, kept first-stage order: {exc}"
                 log.warning("search %r: %s", query[:80], fallback)
-                method = method.rsplit("+", 1)[0]
             timings["rerank"] = _ms(t0)
             if ranking is not None:
+                method += f"+{self.ranker.name}"
                 head = candidates[:used_window]
                 ordered = head[ranking.order]
                 for stage, scores in ranking.stages.items():

@@ -181,9 +181,11 @@ def _estimate(ranker: Ranker, query: str, texts: Sequence[str]) -> np.ndarray:
 
 def window_for_budget(ranker: Ranker, query: str, texts: Sequence[str], remaining_s: float) -> int:
     """The largest n such that ranking the first n texts is predicted to fit ``remaining_s``."""
-    if not texts or remaining_s <= 0:
+    if not texts:
         return 0
-    predicted = _estimate(ranker, query, texts)
+    predicted = _estimate(ranker, query, texts)  # first: a ranker without a cost model fails every time
+    if remaining_s <= 0:
+        return 0
     return int(np.searchsorted(predicted, remaining_s, side="right"))
 
 

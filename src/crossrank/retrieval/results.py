@@ -10,6 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+
+def top_k(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` best positions by ``scores`` (among ``candidates``, default all), best first.
+
+    Ties go to the lower corpus position, also at the cut: every candidate tied with the k-th best
+    score is kept until the final sort, so the top 1 is always a prefix of the top 50 (a bare
+    ``argpartition`` keeps an arbitrary subset of the ties, which changes with ``k``).
+    """
+    pool = np.arange(len(scores)) if candidates is None else np.asarray(candidates)
+    if k <= 0:
+        return pool[:0]
+    if k < len(pool):
+        values = scores[pool]
+        kth = np.partition(values, len(values) - k)[len(values) - k]  # the k-th best score
+        pool = pool[values >= kth]
+    return pool[np.lexsort((pool, -scores[pool]))][:k]
+
 
 @dataclass
 class StageScore:
