@@ -78,3 +78,16 @@ def test_errors_are_cohere_json(server, body, status):
     response = httpx.post(f"{server.url}/v2/rerank", json=body)
     assert response.status_code == status, response.text
     assert isinstance(response.json()["message"], str)
+
+
+def test_echoed_documents_nan_and_huge_max_tokens(server):
+    headers = {"content-type": "application/json"}
+    echoed = httpx.post(f"{server.url}/v1/rerank", headers=headers,
+                        content='{"query": "a", "documents": ["\\udfff b"], "return_documents": true}')
+    assert echoed.status_code == 200 and echoed.json()["results"][0]["document"]["text"] == "\udfff b"
+    nan = httpx.post(f"{server.url}/v1/rerank", headers=headers, content=(
+        '{"query": "shoe", "documents": [{"text": "red shoe", "x": [NaN]}], "return_documents": true}'))
+    assert nan.status_code == 422 and "NaN" in nan.json()["message"]
+    huge = httpx.post(f"{server.url}/v2/rerank", json={"query": "shoe", "documents": ["red shoe"],
+                                                       "max_tokens_per_doc": 10**400})
+    assert huge.status_code == 200 and len(huge.json()["results"]) == 1

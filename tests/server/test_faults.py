@@ -6,6 +6,7 @@ not own; everything above it (engine, batcher, service, HTTP) is the real code p
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -93,3 +94,41 @@ def test_clients_that_hang_up_leak_nothing(start, tiny_config):
             time.sleep(0.1)
         ok = httpx.post(f"{srv.url}/v2/rerank", json={"model": "tiny", "query": "heat", "documents": docs[:3]})
         assert ok.status_code == 200 and len(ok.json()["results"]) == 3
+
+
+def test_a_client_that_leaves_frees_its_slot_and_is_counted_499(start, tiny_config):
+    docs = [f"document {i} " + "about heat flow over a wing in a boundary layer and the pressure on it " * 4
+            for i in range(4000)]  # each fills the tiny model's 64 tokens: 8 such requests take seconds
+    with start(tiny_config(max_documents=5000, max_body_bytes=5_000_000, max_concurrent_requests=8,
+                           request_timeout_s=600)) as srv:
+        def leave(i: int) -> None:
+            with contextlib.suppress(httpx.TimeoutException):  # the first may be answered in time
+                httpx.post(f"{srv.url}/rerank", json={"model": "tiny", "query": f"q{i}", "texts": docs}, timeout=0.5)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(leave, range(8)))
+        deadline = time.monotonic() + 30
+        while "crossrank_requests_in_flight 0.0" not in httpx.get(f"{srv.url}/metrics").text:
+            assert time.monotonic() < deadline, "requests of clients that left still hold their slots"
+            time.sleep(0.05)
+        assert httpx.post(f"{srv.url}/rerank", json={"model": "tiny", "query": "heat", "texts": ["a wing"]},
+                          timeout=600).status_code == 200
+        from prometheus_client.parser import text_string_to_metric_families
+
+        left = sum(s.value for f in text_string_to_metric_families(httpx.get(f"{srv.url}/metrics").text)
+                   for s in f.samples if s.name == "crossrank_requests_total" and s.labels.get("status") == "499")
+        assert left >= 1  # the ones still queued when their client left were never scored
+
+
+def test_an_unexpected_error_is_a_json_500_on_a_connection_that_stays_open(start, tiny_config):
+    with start(tiny_config()) as srv:
+        @srv.app.post("/broken")
+        async def broken() -> None:
+            raise RuntimeError("detail that may hold a client's input")
+
+        with httpx.Client(base_url=srv.url) as client:
+            for _ in range(3):
+                r = client.post("/broken", json={})
+                assert r.status_code == 500 and r.json() == {
+                    "error": {"message": "internal error: RuntimeError", "type": "backend"}}
+                assert client.post("/score", json={"query": "heat", "chunks": ["a wing"]}).status_code == 200

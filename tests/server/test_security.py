@@ -63,3 +63,13 @@ def test_pickle_weights_are_read_only_through_weights_only(tiny_model, tmp_path)
     with pytest.raises(CrossrankError):
         CrossEncoder(str(evil), backend="torch")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_keys_are_trimmed_and_non_ascii_keys_match_their_utf8_bytes(start, tiny_model):
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1}},
+                               "server": {"api_keys": ["secret\n", "clé"]}})
+    body = {"query": "q", "texts": ["d"]}
+    with start(config) as srv:
+        for key, status in (("secret", 200), ("clé", 200), ("cle", 401), ("secret\n".strip() + "x", 401)):
+            headers = {"Authorization": f"Bearer {key}".encode()}
+            assert httpx.post(f"{srv.url}/rerank", json=body, headers=headers).status_code == status, key

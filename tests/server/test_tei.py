@@ -68,3 +68,11 @@ def test_chunked_body_over_the_limit(server):
 
     response = httpx.post(f"{server.url}/rerank", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["error_type"] == "payload_limit"
+
+
+def test_echoed_text_with_a_lone_surrogate_and_left_truncation(server):
+    body = '{"query": "shoe", "texts": ["red \\ud800 shoe"], "return_text": true}'
+    r = httpx.post(f"{server.url}/rerank", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()[0]["text"] == "red \ud800 shoe"
+    left = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["d"], "truncation_direction": "Left"})
+    assert left.status_code == 422 and left.json()["error_type"] == "validation"

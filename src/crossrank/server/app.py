@@ -29,6 +29,7 @@ from crossrank.server.config import Config
 from crossrank.server.errors import ApiError, error_responses, openai_body
 from crossrank.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crossrank.server.registry import ModelRegistry
+from crossrank.server.service import JsonResponse
 
 log = logging.getLogger("crossrank.server")
 DIALECTS = (cohere, tei, metarank, plain)
@@ -82,11 +83,14 @@ class Observe:
 
     Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs the
     app in a task behind memory streams, ~0.5 ms a request on this 2-core VM — 2% of a 10-title
-    int8 request (docs/benchmarks.md, HTTP overhead).
+    int8 request (docs/benchmarks.md, HTTP overhead). It is also the last guard: an exception no
+    handler turned into a response becomes the route's JSON 500 here, logged and counted, on a
+    connection that stays open (Starlette's own 500 path re-raises to uvicorn, which drops it).
+    A scoring request refused before its model was known (401, 422, unknown model) counts as model "-".
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics, scoring_paths: frozenset[str]) -> None:
+        self.app, self.metrics, self.scoring_paths = app, metrics, scoring_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,7 +98,7 @@ class Observe:
             return
         state = scope.setdefault("state", {})  # what ``request.state`` reads and writes
         started = state["started"] = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -102,15 +106,26 @@ class Observe:
                 status = message["status"]
             await send(message)
 
-        await self.app(scope, receive, send_status)
-        model = state.get("model")
-        if model is not None:  # a scoring route
-            route = getattr(scope.get("route"), "path", scope["path"])
-            latency = time.perf_counter() - started
-            self.metrics.requests.labels(route, model, str(status)).inc()
-            self.metrics.latency.labels(route, model).observe(latency)
-            log.info("request route=%s model=%s documents=%s tokens=%s status=%d latency_ms=%.1f", route, model,
-                     state.get("documents", 0), state.get("tokens", 0), status, latency * 1000)
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception as exc:
+            if status:  # the response had started: nothing valid can follow it
+                raise
+            log.exception("unexpected error on %s", scope["path"])
+            await internal_error(scope["path"], exc)(scope, receive, send_status)
+        finally:
+            self._record(scope, state, status or 500, started)
+
+    def _record(self, scope: Scope, state: dict, status: int, started: float) -> None:
+        route = getattr(scope.get("route"), "path", None)
+        model = state.get("model") or ("-" if route in self.scoring_paths else None)
+        if model is None:  # not a scoring route
+            return
+        latency = time.perf_counter() - started
+        self.metrics.requests.labels(route, model, str(status)).inc()
+        self.metrics.latency.labels(route, model).observe(latency)
+        log.info("request route=%s model=%s documents=%s tokens=%s status=%d latency_ms=%.1f", route, model,
+                 state.get("documents", 0), state.get("tokens", 0), status, latency * 1000)
 
 
 def error_body_for(path: str) -> ErrorBody:
@@ -125,7 +140,14 @@ def error_body_for(path: str) -> ErrorBody:
 
 
 def render_error(path: str, err: ApiError) -> JSONResponse:
-    return JSONResponse(error_body_for(path)(err), status_code=err.status, headers=err.headers)
+    return JsonResponse(error_body_for(path)(err), status_code=err.status, headers=err.headers)
+
+
+def internal_error(path: str, exc: Exception) -> JSONResponse:
+    """A 500 in the route's dialect that names the exception type, never its message (it may hold input)."""
+    response = render_error(path, ApiError("backend", f"internal error: {type(exc).__name__}"))
+    response.status_code = 500
+    return response
 
 
 def create_app(config: Config) -> FastAPI:
@@ -178,11 +200,11 @@ def create_app(config: Config) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
-        body = error_body_for(request.url.path)(ApiError("backend", f"internal error: {type(exc).__name__}"))
-        return JSONResponse(body, status_code=500)
+        return internal_error(request.url.path, exc)
 
-    app.add_middleware(Observe, metrics=metrics)
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error)
+    scoring = frozenset(getattr(r, "path", "") for d in DIALECTS for r in d.router.routes)
+    app.add_middleware(Observe, metrics=metrics, scoring_paths=scoring)  # outermost: sees every answer
 
     @app.get("/health", tags=["ops"], summary="The process is up")
     async def health() -> dict[str, str]:

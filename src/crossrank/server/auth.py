@@ -33,7 +33,7 @@ async def require_api_key(request: Request) -> None:
     key = presented_key(request)
     if key is None:
         raise ApiError("unauthorized", "missing API key: send 'Authorization: Bearer <key>'")
-    given = key.encode("utf-8", "surrogatepass")
+    given = key.encode("latin-1")  # the header's own bytes (HTTP headers reach us decoded as Latin-1)
     matched = False
     for k in keys:
         matched |= hmac.compare_digest(given, k.encode("utf-8"))

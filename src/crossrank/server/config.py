@@ -84,7 +84,8 @@ class Config:
                 raise ConfigError(f"models.{name}.backend must be auto, onnx or torch, got {m.backend!r}")
             if m.quantize not in (None, "int8"):
                 raise ConfigError(f"models.{name}.quantize must be int8 or absent, got {m.quantize!r}")
-        self.server.api_keys = [k for k in self.server.api_keys if k]
+        # A key read from a file or variable often ends in a newline no HTTP header can carry.
+        self.server.api_keys = [str(k).strip() for k in self.server.api_keys if str(k).strip()]
         return self
 
 

@@ -15,6 +15,7 @@ STATUS = {
     "payload_limit": 413,
     "validation": 422,
     "overloaded": 429,
+    "client_closed": 499,  # nginx's code: nobody reads it, the logs and metrics do
     "unhealthy": 503,
     "backend": 503,
     "timeout": 504,

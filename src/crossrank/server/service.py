@@ -22,10 +22,33 @@ from fastapi.responses import JSONResponse
 
 from crossrank.engine.documents import document_texts, query_text
 from crossrank.errors import CrossrankError, InputError
+from crossrank.jsonl import dumps
 from crossrank.server.batcher import Batcher, BatcherClosed, ScoreResult
 from crossrank.server.errors import ApiError
 
 log = logging.getLogger("crossrank.server")
+
+
+class JsonResponse(JSONResponse):
+    """A JSON response that can echo any text a client sent.
+
+    A lone surrogate (``"\\ud800"`` in the request) cannot be written as UTF-8: such a body goes out
+    with ASCII escapes instead — valid JSON, the very string that came in — rather than a 500.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or Infinity anywhere in a document (Python's JSON reads them; no JSON can carry them back)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 @dataclass
@@ -67,6 +90,9 @@ def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, lis
         raise ApiError("empty", "the list of documents is empty")
     if len(q.documents) > max_documents:
         raise ApiError("payload_limit", f"{len(q.documents)} documents; this server takes at most {max_documents}")
+    bad = next((i for i, d in enumerate(q.documents) if isinstance(d, dict) and not _finite(d)), None)
+    if bad is not None:
+        raise ApiError("validation", f"document {bad} holds NaN or Infinity, which JSON does not allow")
     try:
         texts = document_texts(q.documents, q.fields)
     except InputError as exc:
@@ -84,10 +110,19 @@ async def _admitted(request: Request) -> AsyncIterator[None]:
     if state.in_flight >= limit:
         raise ApiError("overloaded", f"more than {limit} requests in flight; retry", retry_after=1)
     state.in_flight += 1
+    # Watch for the client going away, so an abandoned request stops waiting and frees its slot.
+    request.state.gone = asyncio.ensure_future(_disconnect(request))
     try:
         yield
     finally:
         state.in_flight -= 1
+        request.state.gone.cancel()
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has closed the connection (the body was read before scoring starts)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _activation(batcher: Batcher, raw: bool) -> str:
@@ -103,11 +138,16 @@ async def _scores(request: Request, batcher: Batcher, query: str, texts: list[st
         future = batcher.submit(query, texts, activation=activation, chunks=chunks)
     except BatcherClosed as exc:
         raise ApiError("unhealthy", str(exc)) from None
+    scored = asyncio.wrap_future(future)
+    gone: asyncio.Future = request.state.gone
+    await asyncio.wait({scored, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if not scored.done():
+        scored.cancel()  # and the job with it: still queued, the worker skips it
+        if gone.done():
+            raise ApiError("client_closed", "the client closed the connection before the scores were ready")
+        raise ApiError("timeout", f"the request took longer than {timeout:g} s")
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-    except asyncio.TimeoutError:
-        future.cancel()  # still queued: the worker skips it
-        raise ApiError("timeout", f"the request took longer than {timeout:g} s") from None
+        return scored.result()
     except InputError as exc:
         raise ApiError("validation", str(exc)) from None
     except CrossrankError as exc:
@@ -137,7 +177,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
         batcher = await request.app.state.registry.batcher(entry.name)
         if chunks is None and q.max_tokens_per_doc is not None:
             # As many model windows as cover about that many document tokens, within the server's limit.
-            chunks = min(math.ceil(q.max_tokens_per_doc / batcher.encoder.max_length), limits.max_chunks_per_doc)
+            chunks = min(-(-q.max_tokens_per_doc // batcher.encoder.max_length), limits.max_chunks_per_doc)
         result = await _scores(request, batcher, query, texts, _activation(batcher, q.raw_scores),
                                chunks or batcher.encoder.max_chunks_per_doc)
     _observe(request, entry.name, result, len(texts))
@@ -196,4 +236,4 @@ def respond(request: Request, body: Any, ranked: Ranked) -> JSONResponse:
         "x-inference-time": f"{r.inference_s * 1000:.0f}",
         "x-model-id": ranked.model,
     }
-    return JSONResponse(body, headers=headers)
+    return JsonResponse(body, headers=headers)

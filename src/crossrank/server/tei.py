@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from crossrank.server.errors import error_responses, tei_body
+from crossrank.server.errors import ApiError, error_responses, tei_body
 from crossrank.server.service import RerankQuery, rerank, respond
 
 router = APIRouter(tags=["tei"])
@@ -42,6 +42,9 @@ class TeiRank(BaseModel):
 
 @router.post("/rerank", summary="TEI rerank", responses={200: {"model": list[TeiRank]}, **error_responses("tei")})
 async def rerank_tei(request: Request, body: TeiRerankRequest) -> JSONResponse:
+    if body.truncation_direction.lower() == "left":
+        raise ApiError("validation", "truncation_direction 'Left' is not supported: crossrank keeps the start of "
+                       "a long text (or reads it in windows with the Cohere routes' max_chunks_per_doc)")
     ranked = await rerank(request, RerankQuery(query=body.query, documents=body.texts, model=body.model,
                                                raw_scores=body.raw_scores))
     results = []
