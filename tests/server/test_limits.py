@@ -54,3 +54,11 @@ def test_api_keys(start, tiny_model):
                           headers={"authorization": "Bearer nope"}).json()["error_type"] == "unauthorized"
         assert httpx.get(f"{srv.url}/info").status_code == 401
         assert httpx.get(f"{srv.url}/health").status_code == 200  # probes need no key
+        # The key is checked before the body is read: no key, then neither a bad nor a huge body matters.
+        for content in (b"{not json", b"x" * (srv.config.server.max_body_bytes + 1)):
+            refused = httpx.post(f"{srv.url}/v2/rerank", content=content, headers={"content-type": "application/json"})
+            assert refused.status_code == 401 and "message" in refused.json()
+        assert httpx.get(f"{srv.url}/metrics").status_code == 200 and httpx.get(f"{srv.url}/docs").status_code == 200
+        counted = [line for line in httpx.get(f"{srv.url}/metrics").text.splitlines()
+                   if line.startswith("crossrank_requests_total") and 'status="401"' in line]
+        assert any('route="/v2/rerank"' in line and 'model="-"' in line for line in counted)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crossrank import __version__
 from crossrank.server import cohere, metarank, plain, tei
-from crossrank.server.auth import require_api_key
+from crossrank.server.auth import ApiKeyGate
 from crossrank.server.cache import ScoreCache
 from crossrank.server.config import Config
 from crossrank.server.errors import ApiError, error_responses, openai_body
@@ -89,8 +89,8 @@ class Observe:
     A scoring request refused before its model was known (401, 422, unknown model) counts as model "-".
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, scoring_paths: frozenset[str]) -> None:
-        self.app, self.metrics, self.scoring_paths = app, metrics, scoring_paths
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,10 +117,10 @@ class Observe:
             self._record(scope, state, status or 500, started)
 
     def _record(self, scope: Scope, state: dict, status: int, started: float) -> None:
-        route = getattr(scope.get("route"), "path", None)
-        model = state.get("model") or ("-" if route in self.scoring_paths else None)
-        if model is None:  # not a scoring route
+        owner = scoring_route(scope["path"])  # also for requests refused before routing (401, 413)
+        if owner is None:
             return
+        route, model = owner[0], state.get("model") or "-"
         latency = time.perf_counter() - started
         self.metrics.requests.labels(route, model, str(status)).inc()
         self.metrics.latency.labels(route, model).observe(latency)
@@ -128,15 +128,21 @@ class Observe:
                  state.get("documents", 0), state.get("tokens", 0), status, latency * 1000)
 
 
-def error_body_for(path: str) -> ErrorBody:
-    """The dialect that owns ``path`` decides the error shape; OpenAI-style for the rest."""
+def scoring_route(path: str) -> tuple[str, ErrorBody] | None:
+    """The scoring route template that serves ``path`` and its dialect's error shape, or None."""
     for dialect in DIALECTS:
         for route in dialect.router.routes:
             template = getattr(route, "path", "")
             prefix = template.split("{", 1)[0]
             if path == template or ("{" in template and path.startswith(prefix)):
-                return dialect.error_body
-    return openai_body
+                return template, dialect.error_body
+    return None
+
+
+def error_body_for(path: str) -> ErrorBody:
+    """The dialect that owns ``path`` decides the error shape; OpenAI-style for the rest."""
+    owner = scoring_route(path)
+    return owner[1] if owner else openai_body
 
 
 def render_error(path: str, err: ApiError) -> JSONResponse:
@@ -173,7 +179,7 @@ def create_app(config: Config) -> FastAPI:
     metrics.in_flight.set_function(lambda: app.state.in_flight)
 
     for dialect in DIALECTS:
-        app.include_router(dialect.router, dependencies=[Depends(require_api_key)])
+        app.include_router(dialect.router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -203,8 +209,8 @@ def create_app(config: Config) -> FastAPI:
         return internal_error(request.url.path, exc)
 
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error)
-    scoring = frozenset(getattr(r, "path", "") for d in DIALECTS for r in d.router.routes)
-    app.add_middleware(Observe, metrics=metrics, scoring_paths=scoring)  # outermost: sees every answer
+    app.add_middleware(ApiKeyGate, keys=config.server.api_keys, render=render_error)  # before any body is read
+    app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer
 
     @app.get("/health", tags=["ops"], summary="The process is up")
     async def health() -> dict[str, str]:
@@ -221,7 +227,7 @@ def create_app(config: Config) -> FastAPI:
         return JSONResponse({**openai_body(ApiError("unhealthy", message)), "models": models}, status_code=503)
 
     @app.get("/info", tags=["ops"], summary="Models, backends, limits, version",
-             dependencies=[Depends(require_api_key)], responses={401: error_responses("openai")[401]})
+             responses={401: error_responses("openai")[401]})
     async def info() -> dict[str, Any]:
         s = config.server
         return {
