@@ -52,3 +52,32 @@ def test_load_errors(tmp_path):
     (tmp_path / "queries.jsonl").write_text('{"_id": "2", "text": "unjudged"}\n')
     with pytest.raises(InputError, match="no query"):
         load_collection(tmp_path)
+
+
+def test_qrels_are_read_strictly(tmp_path):
+    from crossrank.eval.collection import read_qrels
+
+    path = tmp_path / "q.tsv"
+    path.write_bytes('\ufeffquery-id\tcorpus-id\tscore\n\n  \nq0\t"d0\t1\nq1\td1"\t2\n'.encode())
+    assert read_qrels(path) == {"q0": {'"d0': 1}, "q1": {'d1"': 2}}  # quotes are characters, not quoting
+    for content, message in (("1\t0\t17\t1\n", "TREC"), ("q\td\t0.5\n", "not an integer"),
+                             ("q\td\tinf\n", "not an integer"), ("q\td\tx\n", "not a number")):
+        path.write_text(content)
+        with pytest.raises(InputError, match=message):
+            read_qrels(path)
+
+
+def test_relative_change_of_a_zero_baseline_is_none_and_json_safe():
+    import json
+
+    c = compare({"a": 0.5, "b": 0.2}, {"a": 0.0, "b": 0.0})
+    assert c.relative is None and json.loads(json.dumps(vars(c)))["relative"] is None
+
+
+def test_measure_labels_and_unknown_measures():
+    run = {"q": {"d1": 2.0, "d2": 1.0}}
+    qrels = {"q": {"d2": 1}}
+    both = evaluate(run, qrels, ["ndcg@10", "nDCG@10"])
+    assert both["ndcg@10"] == both["nDCG@10"] > 0
+    with pytest.raises(InputError, match="unknown measure"):
+        evaluate(run, qrels, ["p@1"])

@@ -53,6 +53,9 @@ def test_eval_errors(tmp_path):
     assert result.exit_code == 2 and "BEIR-layout" in result.output
     result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "splade"])
     assert result.exit_code == 2 and "unknown method" in result.output
+    for target in (tmp_path / "no-such-dir" / "pq.jsonl", tmp_path):  # refused before any evaluation runs
+        result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--per-query", str(target)])
+        assert result.exit_code == 2 and "--per-query" in result.output
 
 
 def test_eval_with_dense_windows_leaves_short_documents_alone():

@@ -85,3 +85,13 @@ def test_batches_are_deterministic_and_resume_where_they_stopped():
     assert other != full
     with pytest.raises(InputError):
         list(batches([], 3, 1, seed=0))
+
+
+def test_fewer_ranked_documents_than_wanted_are_all_taken_first():
+    import random
+
+    from crossrank.train.examples import _sample_negatives
+
+    ranked = [f"r{i}" for i in range(5)]
+    picked = _sample_negatives(ranked, set(), 7, random.Random(0), ranked + [f"c{i}" for i in range(100)])
+    assert len(picked) == 7 and set(ranked) <= set(picked)

@@ -95,3 +95,9 @@ def test_bad_setups_are_input_errors(tiny_model, tmp_path):
         train(no_teacher, tmp_path / "x", config(base=str(tiny_model), distill_weight=1.0))
     with pytest.raises(InputError, match="steps"):
         train(groups, tmp_path / "x", config(base=str(tiny_model), steps=0))
+    for bad in ({"lr": -1.0}, {"lr": float("nan")}, {"warmup": 2.0}, {"temperature": 0.0}):
+        with pytest.raises(InputError, match="out of range"):
+            train(groups, tmp_path / "x", config(base=str(tiny_model), **bad))
+    short = [*groups[:2], Group(groups[2].query, groups[2].docs[:2], groups[2].labels[:2])]
+    with pytest.raises(InputError, match="--group-size"):
+        train(short, tmp_path / "x", config(base=str(tiny_model), groups_per_step=2))

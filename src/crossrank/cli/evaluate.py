@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from crossrank.cli import comma_list
-from crossrank.errors import CrossrankError
+from crossrank.errors import CrossrankError, InputError
 
 DEFAULT_METHODS = "bm25,dense,hybrid,hybrid+rerank"
 
@@ -57,6 +57,8 @@ def eval_command(
     from crossrank.eval.runner import index_for, parse_method, run_method
 
     console = Console(stderr=True)
+    if per_query_out and (per_query_out.is_dir() or not per_query_out.parent.is_dir()):
+        _fail(InputError(f"--per-query {per_query_out}: not a file in an existing directory"))
     try:
         parsed = [parse_method(m.strip()) for m in methods.split(",") if m.strip()]
         if compare:
@@ -95,11 +97,14 @@ def eval_command(
     except CrossrankError as exc:
         _fail(exc)
     if per_query_out:
-        with per_query_out.open("w") as fh:
-            for r in results:
-                for qid in r.per_query["ndcg@10"]:
-                    fh.write(json.dumps({"collection": r.collection, "method": r.method, "query": qid,
-                                         **{m: v[qid] for m, v in r.per_query.items()}}) + "\n")
+        try:
+            with per_query_out.open("w") as fh:
+                for r in results:
+                    for qid in r.per_query["ndcg@10"]:
+                        fh.write(json.dumps({"collection": r.collection, "method": r.method, "query": qid,
+                                             **{m: v[qid] for m, v in r.per_query.items()}}) + "\n")
+        except OSError as exc:
+            _fail(InputError(f"cannot write --per-query {per_query_out}: {exc.strerror or exc}"))
     if as_json:
         payload: dict = {"results": [r.to_dict() for r in results]}
         if comparisons:
@@ -126,8 +131,9 @@ def _print_table(results: list, comparisons: list) -> None:
     console.print(table)
     for name, c in comparisons:
         verdict = "significant" if c.significant() else "not significant"
+        change = "n/a" if c.relative is None else format(c.relative, "+.1%")
         console.print(f"{name}: {c.a} vs {c.b} NDCG@10 {c.mean_a:.3f} vs {c.mean_b:.3f} "
-                      f"({c.relative:+.1%}), randomization p={c.p_randomization:.3f}, t-test p={c.p_ttest:.3f}: "
+                      f"({change}), randomization p={c.p_randomization:.3f}, t-test p={c.p_ttest:.3f}: "
                       f"{verdict} at 0.05 over {c.queries} queries")
 
 

@@ -6,7 +6,6 @@ for every method and drag all of them down alike, hiding real differences.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,22 +35,35 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """``query-id<TAB>corpus-id<TAB>score`` with a header line; gains kept as graded integers."""
+    """``query-id<TAB>corpus-id<TAB>score`` (BEIR), an optional header line; gains kept as graded integers.
+
+    Strict on purpose: TREC's four-column qrels (``qid iter docid rel``) read as BEIR would take the
+    iteration column for the document and every metric would be a silent 0, so they are refused.
+    """
     if not path.is_file():
         raise InputError(f"{path} not found: qrels/<split>.tsv is required to evaluate")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        for n, row in enumerate(reader, 1):
-            if not row or (n == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}):
+    seen_data = False
+    with path.open(encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            row = [field.strip() for field in line.rstrip("\r\n").split("\t")]
+            if not any(row):
                 continue
-            if len(row) < 3:
-                raise InputError(f"{path}:{n}: expected query-id, corpus-id, score")
+            if not seen_data and row[0].lower() in {"query-id", "query_id", "qid"}:
+                seen_data = True
+                continue
+            seen_data = True
+            if len(row) != 3:
+                raise InputError(f"{path}:{n}: expected 3 tab-separated columns (query-id, corpus-id, score), got "
+                                 f"{len(row)}" + ("; TREC qrels (qid iter docid rel) need converting" if len(row) == 4
+                                                   else ""))
             try:
-                gain = int(float(row[2]))
+                value = float(row[2])
             except ValueError:
                 raise InputError(f"{path}:{n}: score {row[2]!r} is not a number") from None
-            qrels.setdefault(row[0].strip(), {})[row[1].strip()] = gain
+            if not value.is_integer():
+                raise InputError(f"{path}:{n}: score {row[2]!r} is not an integer relevance grade")
+            qrels.setdefault(row[0], {})[row[1]] = int(value)
     return qrels
 
 
@@ -62,7 +74,7 @@ def load_collection(path: str | Path, split: str = "test") -> Collection:
         raise InputError(f"{root} is not a directory (expected a BEIR-layout collection)")
     qrels = read_qrels(root / "qrels" / f"{split}.tsv")
     corpus = {str(row["_id"]): row for row in _read_jsonl(root / "corpus.jsonl")}
-    queries = {str(row["_id"]): str(row.get("text", "")) for row in _read_jsonl(root / "queries.jsonl")}
+    queries = {str(row["_id"]): str(row.get("text") or "") for row in _read_jsonl(root / "queries.jsonl")}
     judged = {qid: queries[qid] for qid in qrels if qid in queries and any(g > 0 for g in qrels[qid].values())}
     if not judged:
         raise InputError(f"{root}: no query in queries.jsonl has a positive judgment in qrels/{split}.tsv")

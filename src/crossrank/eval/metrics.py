@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossrank.errors import InputError
+
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
 
@@ -21,7 +23,14 @@ def _measures(names: Sequence[str] | None) -> dict[str, object]:
     import ir_measures
 
     chosen = DEFAULT_MEASURES if names is None else {n: DEFAULT_MEASURES.get(n.lower(), n) for n in names}
-    return {label: ir_measures.parse_measure(spec) for label, spec in chosen.items()}
+    parsed = {}
+    for label, spec in chosen.items():
+        try:
+            parsed[label] = ir_measures.parse_measure(spec)
+        except Exception as exc:  # noqa: BLE001 - ir-measures raises NameError/ValueError/SyntaxError for a bad name
+            raise InputError(f"unknown measure {label!r} (ir-measures names such as nDCG@10, RR@10, R@100, P@5)") \
+                from exc
+    return parsed
 
 
 def _complete(run: Run, qrels: Qrels) -> dict[str, dict[str, float]]:
@@ -35,12 +44,15 @@ def per_query(run: Run, qrels: Qrels, measures: Sequence[str] | None = None) -> 
 
     chosen = _measures(measures)
     by_measure = {label: dict.fromkeys(qrels, 0.0) for label in chosen}
-    label_of = {m: label for label, m in chosen.items()}
+    labels_of: dict[object, list[str]] = {}  # two labels may name one measure (ndcg@10 and nDCG@10)
+    for label, m in chosen.items():
+        labels_of.setdefault(m, []).append(label)
     full = _complete(run, qrels)
     nonempty = {q: r for q, r in full.items() if r}
     if nonempty:
-        for m in ir_measures.iter_calc(list(chosen.values()), dict(qrels), nonempty):
-            by_measure[label_of[m.measure]][m.query_id] = float(m.value)
+        for m in ir_measures.iter_calc(list(labels_of), dict(qrels), nonempty):
+            for label in labels_of[m.measure]:
+                by_measure[label][m.query_id] = float(m.value)
     return by_measure
 
 
@@ -59,7 +71,7 @@ class Comparison:
     b: str
     mean_a: float
     mean_b: float
-    relative: float  # (mean_a - mean_b) / mean_b
+    relative: float | None  # (mean_a - mean_b) / mean_b; None when mean_b is 0 (no ratio exists)
     p_randomization: float
     p_ttest: float
     queries: int
@@ -89,5 +101,5 @@ def compare(a: Mapping[str, float], b: Mapping[str, float], *, measure: str = "n
                                      rng=np.random.default_rng(seed))
         p_rand = float(res.pvalue)
         p_t = float(stats.ttest_rel(x, y).pvalue)
-    relative = (mean_a - mean_b) / mean_b if mean_b else float("inf") if mean_a > 0 else 0.0
+    relative = (mean_a - mean_b) / mean_b if mean_b else (None if mean_a else 0.0)
     return Comparison(measure, names[0], names[1], mean_a, mean_b, relative, p_rand, p_t, len(qids))

@@ -54,9 +54,16 @@ def calibrate(model_dir: Path, collections: Sequence[Path], *, method: str = "pl
     examples = _examples(encoder, collections, window, fields)
     if len(examples) < 4:
         raise InputError("calibration needs at least four judged queries")
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    half = set(order[: len(order) // 2])
+    # Halves stratified by whether a query has a relevant candidate, so each half can be fitted and scored.
+    rng = random.Random(seed)
+    with_relevant = [i for i, (_, _, y) in enumerate(examples) if y.any()]
+    without = [i for i, (_, _, y) in enumerate(examples) if not y.any()]
+    if len(with_relevant) < 2:
+        raise InputError("calibration needs at least two queries with a relevant candidate in the window")
+    half: set[int] = set()
+    for part in (with_relevant, without):
+        rng.shuffle(part)
+        half |= set(part[: (len(part) + 1) // 2])
     fit_z = np.concatenate([z for i, (_, z, _) in enumerate(examples) if i in half])
     fit_y = np.concatenate([y for i, (_, _, y) in enumerate(examples) if i in half])
     test_z = np.concatenate([z for i, (_, z, _) in enumerate(examples) if i not in half])

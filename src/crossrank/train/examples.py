@@ -74,7 +74,9 @@ def _sample_negatives(ranked: list[str], exclude: set[str], n: int, rng: random.
     pool = [d for d in ranked if d not in exclude]
     picked: list[str] = []
     if pool:
-        strata = [pool[i * len(pool) // n:(i + 1) * len(pool) // n] for i in range(n)] if len(pool) >= n else [pool]
+        # One pick per depth stratum; fewer ranked documents than wanted: take them all.
+        strata = ([pool[i * len(pool) // n:(i + 1) * len(pool) // n] for i in range(n)] if len(pool) >= n
+                  else [[d] for d in pool])
         for stratum in strata:
             if stratum:
                 picked.append(rng.choice(stratum))

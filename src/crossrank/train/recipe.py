@@ -69,7 +69,8 @@ def build_groups(*, judged: Sequence[Path] = (), pseudo: Sequence[Path] = (), ps
             report(f"{name}: {len(made)} pseudo-query groups")
         groups += made
     if not groups:
-        raise InputError("no training data: give --data (judged collections) and/or --pseudo (corpora)")
+        raise InputError("no training data: no judged collection was given and no pseudo-query could be made from "
+                         "the corpora (pseudo-queries need titles of 2+ words or texts of 8+ words)")
     return groups
 
 

@@ -116,6 +116,17 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
 
     if config.steps < 1 or config.groups_per_step < 1:
         raise InputError("steps and groups_per_step must be at least 1")
+    for name, value, ok in (("lr", config.lr, config.lr > 0),
+                            ("temperature", config.temperature, config.temperature > 0),
+                            ("warmup", config.warmup, 0 <= config.warmup <= 1),
+                            ("weight_decay", config.weight_decay, config.weight_decay >= 0),
+                            ("distill_weight", config.distill_weight, config.distill_weight >= 0)):
+        if not math.isfinite(value) or not ok:
+            raise InputError(f"{name}={value!r} is out of range")
+    widths = sorted({len(g.docs) for g in groups})
+    if config.groups_per_step > 1 and len(widths) > 1:  # found now, not hours in when two meet in a step
+        raise InputError(f"training groups have {widths[0]} to {widths[-1]} candidates (a corpus too small for the "
+                         "group size leaves some short); lower --group-size or use --groups-per-step 1")
     score_fn = ranking_loss(config.loss)
     if config.distill_weight and any(g.teacher is None for g in groups):
         raise InputError("distillation needs teacher scores on every group")
