@@ -22,11 +22,12 @@ def _overlap(query: str, text: str) -> float:
 
 
 class RankerService:
-    """A reranking service speaking Cohere (/v1/rerank), TEI (/rerank) and plain (/rank).
+    """A reranking service speaking Cohere (/v1/rerank), TEI (/rerank) and plain (/score).
 
     The first path segment picks a behaviour: /ok, /slow (sleeps past the client's timeout),
     /error (HTTP 500), /badrequest (HTTP 400), /flaky (503 once, then ok), /garbage (not JSON),
-    /badindex (an index out of range), /noresults (JSON without the result list).
+    /badindex (an index out of range), /noresults (JSON without the result list), /partial (one
+    document left out), /bigint (a score no float holds), /dribble (the answer a byte at a time).
     """
 
     def __init__(self) -> None:
@@ -52,11 +53,13 @@ class RankerService:
                     return self._send(400, b'{"error": "bad"}')
                 if mode == "garbage":
                     return self._send(200, b"<html>not json</html>")
-                texts = body.get("documents") or body.get("texts")
+                texts = body.get("documents") or body.get("texts") or body.get("chunks")
                 scores = [_overlap(body["query"], t) for t in texts]
                 order = sorted(range(len(texts)), key=lambda i: -scores[i])
                 if mode == "badindex":
                     order = [len(texts) + 5]
+                if mode == "partial":
+                    order = order[:-1]
                 if endpoint == "v1/rerank":
                     order = order[: body.get("top_n", len(order))]
                     answer = {"results": [{"index": i, "relevance_score": scores[i] if i < len(scores) else 1.0}
@@ -64,11 +67,25 @@ class RankerService:
                 elif endpoint == "rerank":
                     answer = [{"index": i, "score": scores[i] if i < len(scores) else 1.0} for i in order]
                 else:
-                    answer = {"rankings": [{"index": i, "score": scores[i] if i < len(scores) else 1.0}
-                                           for i in order]}
+                    answer = [[i, scores[i] if i < len(scores) else 1.0] for i in order]
                 if mode == "noresults":
                     answer = {"id": "x"}
-                return self._send(200, json.dumps(answer).encode())
+                payload = json.dumps(answer).encode()
+                if mode == "bigint":  # a JSON integer with 401 digits
+                    payload = b'{"results": [{"index": 0, "relevance_score": 1' + b"0" * 400 + b"}]}"
+                if mode == "dribble":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    try:
+                        for byte in payload:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                        pass
+                    return None
+                return self._send(200, payload)
 
             def _send(self, status, payload):
                 self.send_response(status)
@@ -101,7 +118,7 @@ def service(_running_service):
     return _running_service
 
 
-@pytest.mark.parametrize("dialect,path", [("cohere", "v1/rerank"), ("tei", "rerank"), ("plain", "rank")])
+@pytest.mark.parametrize("dialect,path", [("cohere", "v1/rerank"), ("tei", "rerank"), ("plain", "score")])
 def test_each_dialect_ranks_and_sends_its_request_shape(service, dialect, path):
     ranker = RemoteRanker(f"{service.url}/ok/{path}", dialect=dialect, model="rerank-v3", api_key="secret")
     texts = ["stock market", "bears in the woods", "a family of bears in the woods"]
@@ -112,7 +129,7 @@ def test_each_dialect_ranks_and_sends_its_request_shape(service, dialect, path):
     assert request["endpoint"] == path and request["auth"] == "Bearer secret"
     expected = {"cohere": {"query": QUERY, "documents": texts, "top_n": 3, "model": "rerank-v3"},
                 "tei": {"query": QUERY, "texts": texts, "raw_scores": True},
-                "plain": {"query": QUERY, "documents": texts}}[dialect]
+                "plain": {"query": QUERY, "chunks": texts, "raw_scores": True, "model": "rerank-v3"}}[dialect]
     assert request["body"] == expected
     assert ranker.available()
 
@@ -120,7 +137,7 @@ def test_each_dialect_ranks_and_sends_its_request_shape(service, dialect, path):
 def test_base_url_gets_the_dialect_path(service):
     assert RemoteRanker(service.url, dialect="tei").endpoint == f"{service.url}/rerank"
     assert RemoteRanker(service.url + "/", dialect="cohere").endpoint == f"{service.url}/v1/rerank"
-    assert RemoteRanker(f"{service.url}/ok/rank", dialect="plain").endpoint == f"{service.url}/ok/rank"
+    assert RemoteRanker(f"{service.url}/ok/score", dialect="plain").endpoint == f"{service.url}/ok/score"
     with pytest.raises(InputError):
         RemoteRanker("ftp://example.org")
     with pytest.raises(InputError, match="dialect"):
@@ -129,7 +146,8 @@ def test_base_url_gets_the_dialect_path(service):
 
 @pytest.mark.parametrize("mode,why", [("slow", "timed out"), ("error", "HTTP 500"), ("garbage", "invalid JSON"),
                                       ("badindex", "bad index"), ("noresults", "without a result list"),
-                                      ("badrequest", "HTTP 400")])
+                                      ("badrequest", "HTTP 400"), ("partial", "answered 1 of 2"),
+                                      ("bigint", "bad relevance_score"), ("dribble", "timed out")])
 def test_failures_raise_ranker_unavailable(service, mode, why):
     ranker = RemoteRanker(f"{service.url}/{mode}/v1/rerank", timeout=0.3, retries=0)
     with pytest.raises(RankerUnavailable, match=why):

@@ -116,7 +116,7 @@ def search(
     fuse: Annotated[bool, typer.Option(help="fuse the rerank with the first stage by RRF instead of replacing it")
                     ] = False,
     remote: Annotated[str | None, typer.Option(help="URL of a remote ranker instead of the local engine")] = None,
-    dialect: Annotated[str, typer.Option(help="remote API: cohere, tei or plain")] = "cohere",
+    dialect: Annotated[str, typer.Option(help="remote API: cohere, tei or plain (crossrank's /score)")] = "cohere",
     api_key: Annotated[str | None, typer.Option(envvar="CROSSRANK_API_KEY", help="remote API key")] = None,
     timeout: Annotated[float, typer.Option(help="remote timeout, seconds")] = 2.0,
     retries: Annotated[int, typer.Option(help="remote retries")] = 1,

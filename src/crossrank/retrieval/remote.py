@@ -1,5 +1,8 @@
 """Remote rankers over HTTP, drop-ins for the local engine: Cohere, TEI and plain dialects.
 
+"plain" is crossrank's own ``POST /score`` (``{"query", "chunks"}`` -> ``[[index, score], ...]``), so a
+pipeline can rerank through another crossrank server with raw scores.
+
 Each dialect only translates: a request body from (query, texts) and a list of (index, score) from
 the answer. Everything else (timeout, retries with backoff, the API key, checking the answer)
 is shared. Any failure becomes :class:`~crossrank.retrieval.rankers.RankerUnavailable`, which the
@@ -8,6 +11,7 @@ pipeline turns into "first-stage order, and say so", never into a failed search.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -39,15 +43,21 @@ class Dialect:
             return body
         if self.name == "tei":
             return {"query": query, "texts": list(texts), "raw_scores": True}
-        return {"query": query, "documents": list(texts)}
+        body = {"query": query, "chunks": list(texts), "raw_scores": True}
+        if model:
+            body["model"] = model
+        return body
 
     def results(self, answer: Any) -> list[Any]:
         if self.name == "cohere":
             items = answer.get("results") if isinstance(answer, dict) else None
         elif self.name == "tei":
             items = answer
-        else:
-            items = answer.get("rankings") if isinstance(answer, dict) else None
+        else:  # [[index, score], ...]
+            items = answer
+            if isinstance(items, list):
+                items = [{"index": it[0], "score": it[1]} if isinstance(it, list) and len(it) == 2 else it
+                         for it in items]
         if not isinstance(items, list):
             raise RankerUnavailable(f"{self.name} ranker answered {type(answer).__name__} without a result list")
         return items
@@ -57,15 +67,17 @@ class Dialect:
         return "relevance_score" if self.name == "cohere" else "score"
 
 
-DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank"), Dialect("tei", "/rerank"), Dialect("plain", "/rank"))}
+DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank"), Dialect("tei", "/rerank"), Dialect("plain", "/score"))}
 
 
 class RemoteRanker:
     """A reranking service as a ranker.
 
     ``url`` is the service's base URL (the dialect's path is added: ``/v1/rerank``, ``/rerank``,
-    ``/rank``) or a full endpoint URL with a path. ``retries`` more attempts follow a timeout, a
-    connection error, a 429 or a 5xx, with exponential backoff; a 4xx other than 429 is not retried.
+    ``/score``) or a full endpoint URL with a path. ``timeout`` bounds each attempt as a whole, not
+    each read: a server that dribbles its answer byte by byte is cut off too. ``retries`` more
+    attempts follow a timeout, a connection error, a 429 or a 5xx, with exponential backoff; a 4xx
+    other than 429 is not retried.
     """
 
     def __init__(self, url: str, *, dialect: str = "cohere", model: str | None = None, api_key: str | None = None,
@@ -118,22 +130,35 @@ class RemoteRanker:
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                response = self._client.post(self.endpoint, json=body)
+                status, content = self._post_once(body)
             except httpx.TimeoutException:
                 last = f"timed out after {self.timeout:g}s"
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
-                if response.status_code == 200:
+                if status == 200:
                     try:
-                        return response.json()
+                        return json.loads(content)
                     except ValueError as exc:
                         raise RankerUnavailable(f"{self.endpoint} answered invalid JSON") from exc
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code != 429 and response.status_code < 500:
+                last = f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}"
+                if status != 429 and status < 500:
                     break
             log.warning("ranker %s: attempt %d/%d failed: %s", self.endpoint, attempt + 1, attempts, last)
         raise RankerUnavailable(f"{self.endpoint}: {last}")
+
+    def _post_once(self, body: dict[str, Any]) -> tuple[int, bytes]:
+        """One POST whose whole answer must arrive within ``timeout`` (httpx's own timeout is per read)."""
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        with self._client.stream("POST", self.endpoint, json=body) as response:
+            chunks = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g}s")
+            return response.status_code, b"".join(chunks)
 
     def _parse(self, answer: Any, n: int) -> Ranking:
         """Check the answer strictly: every index an int in range and seen once, every score a finite number."""
@@ -145,11 +170,19 @@ class RemoteRanker:
             score = item.get(key) if isinstance(item, dict) else None
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n:
                 raise RankerUnavailable(f"{self.endpoint} answered a bad index {index!r} for {n} documents")
-            if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
-                raise RankerUnavailable(f"{self.endpoint} answered a bad {key} {score!r}")
+            try:  # an int past float range, or a float past float32's, is no score either
+                with np.errstate(over="ignore"):
+                    ok = isinstance(score, (int, float)) and not isinstance(score, bool)
+                    value = np.float32(score) if ok else None
+            except OverflowError:
+                value = None
+            if value is None or not math.isfinite(value):
+                raise RankerUnavailable(f"{self.endpoint} answered a bad {key} {str(score)[:40]}")
             if not np.isnan(scores[index]):
                 raise RankerUnavailable(f"{self.endpoint} answered index {index} twice")
-            scores[index] = score
+            scores[index] = value
         ranked = np.flatnonzero(~np.isnan(scores))
+        if len(ranked) < n:  # the rest would keep first-stage scores, on another scale: not a rerank
+            raise RankerUnavailable(f"{self.endpoint} answered {len(ranked)} of {n} documents")
         order = ranked[np.argsort(-scores[ranked], kind="stable")]
         return Ranking(order=order, scores=scores[order], stages={self.name: scores})
