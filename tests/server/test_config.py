@@ -53,7 +53,17 @@ def test_defaults_serve_the_builtin_model():
     ({"models": {"m": {"model": "x", "maxlen": 3}}}, "unknown keys"),
     ({"server": {"max_documents": "many"}}, "max_documents must be a number"),
     ({"server": {"max_documents": 0}}, "max_documents must be >= 1"),
-    ({"server": {"preload": "yes"}}, "preload must be true or false"),
+    ({"server": {"preload": "sometimes"}}, "preload must be true or false"),
+    ({"server": {"port": 70000}}, "port must be between"),
+    ({"server": {"port": 8080.9}}, "port must be a whole number"),
+    ({"server": {"max_documents": True}}, "max_documents must be a number"),
+    ({"server": {"request_timeout_s": float("nan")}}, "request_timeout_s must be"),
+    ({"server": {"request_timeout_s": float("inf")}}, "request_timeout_s must be finite"),
+    ({"server": {"host": ""}}, "server.host is empty"),
+    ({"models": {"m": {"model": "x", "max_length": "lots"}}}, "max_length must be a number"),
+    ({"models": {"m": {"model": "x", "threads": -4}}}, "threads must be >= 1"),
+    ({"models": {"m": {"model": "x", "max_chunks_per_doc": 0}}}, "max_chunks_per_doc must be >= 1"),
+    ({"models": {1: "x", "1": "y"}}, "given twice"),
     ({"server": {"default_model": "nope"}}, "default_model"),
     ({"server": {"api_keys": "k"}}, "api_keys must be a list"),
 ])
@@ -70,3 +80,23 @@ def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
     assert isinstance(Config().validate(), Config)
+
+
+def test_environment_values_follow_the_shell_and_fill_keys_and_booleans(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  ${NAME:-main}: {model: x, threads: ${THREADS:-2}}\n"
+                    "server:\n  host: ${BIND:-127.0.0.1}\n  preload: ${PRELOAD:-false}\n  port: ${PORT:-9000}\n")
+    for name, value in {"BIND": "", "PRELOAD": "yes", "PORT": "9100"}.items():  # BIND set but empty
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("NAME", raising=False)
+    monkeypatch.delenv("THREADS", raising=False)
+    config = load_config(path)
+    assert list(config.models) == ["main"] and config.models["main"].threads == 2
+    assert config.server.host == "127.0.0.1" and config.server.preload is True and config.server.port == 9100
+
+
+def test_a_key_given_twice_in_yaml_is_an_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  a: /m1\n  a: /m2\n")
+    with pytest.raises(ConfigError, match="given twice"):
+        load_config(path)

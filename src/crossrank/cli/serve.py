@@ -47,11 +47,12 @@ def serve(
             cfg = one_model(cfg, model, name=name, quantize=quantize)
         elif name is not None or quantize is not None:
             raise ConfigError("--name and --quantize go with --model (or set them in the config)")
+        cfg.server.host = host or cfg.server.host
+        cfg.server.port = port if port is not None else cfg.server.port
+        cfg.validate()  # the flags too: --port 70000 would otherwise bind a wrapped-around port
     except CrossrankError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    cfg.server.host = host or cfg.server.host
-    cfg.server.port = port if port is not None else cfg.server.port
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not cfg.server.api_keys and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("crossrank.server").warning(

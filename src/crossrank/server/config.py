@@ -10,6 +10,7 @@ without a default expands to the empty string, so ``api_keys: [${CROSSRANK_API_K
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -77,13 +78,23 @@ class Config:
                     "max_chunks_per_doc", "max_batch_pairs"):
             if getattr(self.server, key) < 1:
                 raise ConfigError(f"server.{key} must be >= 1")
-        if self.server.request_timeout_s <= 0 or self.server.batch_wait_ms < 0 or self.server.cache_size < 0:
-            raise ConfigError("server.request_timeout_s must be > 0, batch_wait_ms and cache_size >= 0")
+        if not (0 < self.server.request_timeout_s < math.inf) or not (0 <= self.server.batch_wait_ms < math.inf) \
+                or self.server.cache_size < 0:
+            raise ConfigError("server.request_timeout_s must be finite and > 0, batch_wait_ms finite and >= 0, "
+                              "cache_size >= 0")
+        if not self.server.host.strip():
+            raise ConfigError("server.host is empty (an unset variable?): say which address to listen on")
+        if not 0 <= self.server.port <= 65535:
+            raise ConfigError(f"server.port must be between 0 and 65535, got {self.server.port}")
         for name, m in self.models.items():
             if m.backend not in ("auto", "onnx", "torch"):
                 raise ConfigError(f"models.{name}.backend must be auto, onnx or torch, got {m.backend!r}")
             if m.quantize not in (None, "int8"):
                 raise ConfigError(f"models.{name}.quantize must be int8 or absent, got {m.quantize!r}")
+            for key in ("max_length", "threads", "max_batch_tokens", "max_chunks_per_doc"):
+                value = getattr(m, key)
+                if value is not None and value < 1:
+                    raise ConfigError(f"models.{name}.{key} must be >= 1, got {value}")
         # A key read from a file or variable often ends in a newline no HTTP header can carry.
         self.server.api_keys = [str(k).strip() for k in self.server.api_keys if str(k).strip()]
         return self
@@ -92,13 +103,35 @@ class Config:
 def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
     """Expand ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
     env = os.environ if environ is None else environ
-    if isinstance(value, str):
-        return ENV_VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, str):  # as the shell's ${VAR:-default}: the default also replaces an empty value
+        return ENV_VAR.sub(lambda m: env.get(m.group(1)) or m.group(2) or "", value)
     if isinstance(value, list):
         return [expand_env(v, env) for v in value]
     if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
+        return {expand_env(k, env): expand_env(v, env) for k, v in value.items()}
     return value
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+#: Fields whose default is None, and the type a value must have.
+_OPTIONAL_INTS = {"max_length", "threads", "max_batch_tokens"}
+
+
+def _number(value: Any, kind: type, where: str) -> int | float:
+    """``value`` as ``kind``: numbers and numeric strings (from ${VAR}); never a bool, a cut float or NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return int(number)
+    if math.isnan(number):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    return number
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -114,13 +147,14 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for key, value in data.items():
         default = getattr(out, key)
         if isinstance(default, bool):
+            if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:  # from ${VAR}
+                value = value.strip().lower() in _TRUE
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            try:
-                value = type(default)(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}.{key} must be a number, got {value!r}") from None
+        elif isinstance(default, (int, float)):
+            value = _number(value, type(default), f"{where}.{key}")
+        elif key in _OPTIONAL_INTS:
+            value = None if value is None or value == "" else _number(value, int, f"{where}.{key}")
         elif isinstance(default, list):
             if not isinstance(value, list):
                 raise ConfigError(f"{where}.{key} must be a list")
@@ -147,6 +181,8 @@ def config_from_dict(data: dict[str, Any] | None, environ: dict[str, str] | None
         for name, spec in models_data.items():
             if isinstance(spec, str):  # shorthand: `name: hub-id`
                 spec = {"model": spec}
+            if str(name) in config.models:
+                raise ConfigError(f"models: the name {str(name)!r} is given twice")
             config.models[str(name)] = _build(ModelConfig, spec, f"models.{name}")
     return config.validate()
 
@@ -169,8 +205,26 @@ def _unprotect(value: Any, refs: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_unprotect(v, refs) for v in value]
     if isinstance(value, dict):
-        return {k: _unprotect(v, refs) for k, v in value.items()}
+        return {_unprotect(k, refs): _unprotect(v, refs) for k, v in value.items()}
     return value
+
+
+def _unique_keys_loader() -> type:
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not "last wins"."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:
@@ -181,7 +235,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
 
     try:
         text, refs = _protect(Path(path).read_text(encoding="utf-8"))
-        data = _unprotect(yaml.safe_load(text), refs)
+        data = _unprotect(yaml.load(text, Loader=_unique_keys_loader()), refs)  # noqa: S506 - a SafeLoader
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
