@@ -134,3 +134,34 @@ def test_text_that_is_not_clean_utf8_is_scored_and_written(tmp_path, tiny_model,
     if suffix == ".jsonl":  # JSON Lines gives back exactly what was read
         assert out[0]["text"] == "a \ud800"
         assert (tmp_path / "out.jsonl").read_bytes().splitlines()[1].startswith(b'{"query": "q", "text": "b \xff"')
+
+
+def test_inputs_parquet_cannot_carry_are_refused_before_scoring(tmp_path, tiny_model):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_rows(tmp_path / "mixed.jsonl", [{"id": "0", "query": "q", "text": "a"}, {"id": 1, "query": "q", "text": "b"}])
+    with pytest.raises(InputError, match="column 'id' mixes types"):
+        score_file(tmp_path / "mixed.jsonl", tmp_path / "out.parquet", model=str(tiny_model), progress=False)
+    assert not (tmp_path / "out.parquet.parts" / "out").exists()  # refused before any part was scored
+    pq.write_table(pa.table({"query": ["q"], "text": ["a"], "at": [datetime.datetime(2026, 11, 30)],
+                             "x": [float("nan")]}), tmp_path / "typed.parquet")
+    with pytest.raises(InputError, match="column 'at' holds a datetime"):
+        score_file(tmp_path / "typed.parquet", tmp_path / "o.jsonl", model=str(tiny_model), progress=False,
+                   restart=True)
+    pq.write_table(pa.table({"query": ["q"], "text": ["a"], "x": [float("nan")]}), tmp_path / "nan.parquet")
+    score_file(tmp_path / "nan.parquet", tmp_path / "nan.jsonl", model=str(tiny_model), progress=False)
+    assert json.loads((tmp_path / "nan.jsonl").read_text())["x"] is None  # JSON has no NaN
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path, tiny_model):
+    from crossrank.batch.job import _exclusive
+
+    write_rows(tmp_path / "in.jsonl", _rows(3))
+    # _exclusive is what a running job holds
+    with _exclusive(tmp_path / "o.jsonl.parts"), pytest.raises(InputError, match="another run is writing o.jsonl"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
+    score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
+    assert len(read_rows(tmp_path / "o.jsonl")) == 3

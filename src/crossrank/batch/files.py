@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,37 @@ def _utf8(value: Any) -> Any:
     return value
 
 
+def check_rows(rows: list[dict[str, Any]], *, parquet: bool) -> None:
+    """Every value can be staged as JSON, and (for Parquet output) every column has one type; else an
+    InputError naming the column, before any scoring."""
+    for n, row in enumerate(rows):
+        for key, value in row.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise InputError(f"row {n}: column {key!r} holds a {type(value).__name__}, which batch scoring "
+                                 "cannot carry through; cast it to a string or number") from None
+    if parquet:
+        pa, _ = _pyarrow()
+        for key in dict.fromkeys(k for row in rows for k in row):
+            try:
+                pa.array([_utf8(row.get(key)) for row in rows])
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise InputError(f"column {key!r} mixes types across rows, which Parquet cannot store ({exc}); "
+                                 "write JSONL or make the column one type") from None
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (Parquet floats allow them) as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write atomically (temp file + rename): a reader never sees half a file, a crash leaves none."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -64,5 +97,5 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     else:
         with tmp.open("w", encoding="utf-8", errors="surrogateescape") as fh:
             for row in rows:
-                fh.write(dumps(row, errors="surrogateescape") + "\n")
+                fh.write(dumps(_finite(row), errors="surrogateescape", allow_nan=False) + "\n")
     os.replace(tmp, path)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crossrank.batch.files import file_format, read_rows, write_rows
+from crossrank.batch.files import check_rows, file_format, read_rows, write_rows
 from crossrank.engine.documents import document_text
 from crossrank.errors import InputError
 
@@ -115,6 +117,7 @@ class Job:
         rows = read_rows(self.input)
         if not rows:
             raise InputError(f"{self.input} has no rows")
+        check_rows(rows, parquet=file_format(self.output) == "parquet")  # now, not after every part is scored
         (self.workdir / "in").mkdir(parents=True)
         (self.workdir / "out").mkdir()
         parts = (len(rows) + self.part_rows - 1) // self.part_rows
@@ -162,6 +165,30 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
         raise InputError("part_rows must be a positive integer")
     model_kwargs = {"model": model, "backend": backend, "quantize": quantize, "max_length": max_length}
     job = Job(src, dst, part_rows, {**model_kwargs, "on": list(on) if on else None})
+    with _exclusive(job.workdir):
+        return _run(job, model_kwargs, on, workers, part_rows, ray, ray_address, restart, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(workdir: Path) -> Iterator[None]:
+    """One run per output at a time: two would stage, score and delete the same parts under each other."""
+    lock_path = workdir.with_name(f".{workdir.name}.lock")
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another run is writing {workdir.name.removesuffix('.parts')}; "
+                             "wait for it or choose another --out") from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)  # still held: a run that starts now makes its own
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run(job: Job, model_kwargs: dict[str, Any], on: Sequence[str] | None, workers: int, part_rows: int, ray: bool,
+         ray_address: str | None, restart: bool, progress: bool) -> BatchReport:
+    dst = job.output
     started = time.perf_counter()
     parts, rows = job.stage(restart=restart)
     todo = job.pending(parts)
