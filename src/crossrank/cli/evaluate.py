@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from crossrank.cli import comma_list
+from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError, InputError
 
 DEFAULT_METHODS = "bm25,dense,hybrid,hybrid+rerank"
@@ -81,7 +82,7 @@ def eval_command(
                            ) -> None:
                     bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
 
-                index = index_for(collection, comma_list(fields) or ["title", "text"], progress=report,
+                index = index_for(collection, comma_list(fields, DEFAULT_FIELDS), progress=report,
                                   dense_windows=dense_windows)
                 by_method = {}
                 for m in parsed:

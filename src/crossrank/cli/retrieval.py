@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from crossrank.cli import comma_list
+from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError
 from crossrank.jsonl import dumps
 
@@ -79,7 +80,7 @@ def index(
                     tasks[stage] = bar.add_task({"bm25": "BM25 index", "embed": "embedding"}[stage], total=total)
                 bar.update(tasks[stage], completed=done)
 
-            built = Index.build(docs, comma_list(fields) or ["title", "text"], bm25=config if bm25 else False,
+            built = Index.build(docs, comma_list(fields, DEFAULT_FIELDS), bm25=config if bm25 else False,
                                 dense=(dense_model or True) if dense else False, ann=ann, progress=progress,
                                 dense_windows=dense_windows)
             saved = built.save(out)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from crossrank.cli import comma_list
+from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def train_command(
                          eval_every=eval_every if held_out else 0, threads=threads)
     _run(ctx, out, config, quiet=quiet, judged=data or [], pseudo=pseudo or [], pseudo_count=pseudo_count,
          teacher=teacher, held_out=held_out, window=window, group_size=group_size, depth=depth,
-         fields=comma_list(fields) or ["title", "text"], resume=resume, quantize=quantize)
+         fields=comma_list(fields, DEFAULT_FIELDS), resume=resume, quantize=quantize)
 
 
 def adapt_command(
@@ -141,7 +142,7 @@ def adapt_command(
     config = TrainConfig(base=base, loss="listwise", distill_weight=distill, steps=steps, lr=lr, max_length=256,
                          seed=seed)
     _run(ctx, out, config, quiet=quiet, pseudo=[corpus], pseudo_count=pseudo_count, held_out=held_out,
-         fields=comma_list(fields) or ["title", "text"], resume=resume)
+         fields=comma_list(fields, DEFAULT_FIELDS), resume=resume)
 
 
 def calibrate_command(
@@ -166,7 +167,7 @@ def calibrate_command(
 
     try:
         report = calibrate(model, data, method=method, window=window, seed=seed,
-                           fields=comma_list(fields) or ["title", "text"])
+                           fields=comma_list(fields, DEFAULT_FIELDS))
     except CrossrankError as exc:
         _fail(exc)
     if as_json:

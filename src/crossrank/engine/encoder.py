@@ -266,8 +266,7 @@ class CrossEncoder:
                max_chunks_per_doc: int | None) -> tuple[np.ndarray, ScoreStats]:
         activation = self._resolve_activation(activation or self.activation)
         chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
-        if not isinstance(chunks, int) or chunks < 1:
-            raise InputError("max_chunks_per_doc must be a positive integer")
+        _check_positive("max_chunks_per_doc", chunks)
         stats = ScoreStats(pairs=len(queries))
         shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
         if not queries:

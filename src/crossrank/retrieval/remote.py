@@ -70,6 +70,19 @@ class Dialect:
 DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank"), Dialect("tei", "/rerank"), Dialect("plain", "/score"))}
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32(score: Any) -> bool:
+    """Whether a JSON value is a number that float32 holds as a finite value."""
+    if not isinstance(score, (int, float)) or isinstance(score, bool):
+        return False
+    try:
+        return math.isfinite(score) and abs(float(score)) <= FLOAT32_MAX
+    except OverflowError:  # an int no float holds
+        return False
+
+
 class RemoteRanker:
     """A reranking service as a ranker.
 
@@ -170,17 +183,11 @@ class RemoteRanker:
             score = item.get(key) if isinstance(item, dict) else None
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n:
                 raise RankerUnavailable(f"{self.endpoint} answered a bad index {index!r} for {n} documents")
-            try:  # an int past float range, or a float past float32's, is no score either
-                with np.errstate(over="ignore"):
-                    ok = isinstance(score, (int, float)) and not isinstance(score, bool)
-                    value = np.float32(score) if ok else None
-            except OverflowError:
-                value = None
-            if value is None or not math.isfinite(value):
+            if not _float32(score):  # also an int past float range, or a float past float32's
                 raise RankerUnavailable(f"{self.endpoint} answered a bad {key} {str(score)[:40]}")
             if not np.isnan(scores[index]):
                 raise RankerUnavailable(f"{self.endpoint} answered index {index} twice")
-            scores[index] = value
+            scores[index] = score
         ranked = np.flatnonzero(~np.isnan(scores))
         if len(ranked) < n:  # the rest would keep first-stage scores, on another scale: not a rerank
             raise RankerUnavailable(f"{self.endpoint} answered {len(ranked)} of {n} documents")

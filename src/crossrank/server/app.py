@@ -203,11 +203,6 @@ def create_app(config: Config) -> FastAPI:
         response.status_code = exc.status_code  # e.g. 405 keeps its status, in our JSON shape
         return response
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return internal_error(request.url.path, exc)
-
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error)
     app.add_middleware(ApiKeyGate, keys=config.server.api_keys, render=render_error)  # before any body is read
     app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer
