@@ -91,3 +91,15 @@ def test_distillation_from_a_teacher_model(tiny_model, toy_collections):
     want = CrossEncoder(str(tiny_model), activation="raw").score([(groups[0].query, d) for d in groups[0].docs])
     np.testing.assert_allclose(taught[0].teacher, want, atol=1e-5)
     assert [g.labels for g in taught] == [g.labels for g in groups] and taught[0].teacher != groups[0].teacher
+
+
+def test_progress_is_plain_lines_when_not_on_a_terminal(tiny_model, toy_collections, tmp_path):
+    """Run under nohup or CI, a bar would draw nothing until the end; the run says how it goes instead."""
+    train_dir, _ = toy_collections
+    result = runner.invoke(app, ["train", "--data", str(train_dir), "--out", str(tmp_path / "m"), "--base",
+                                 str(tiny_model), "--steps", "4", "--groups-per-step", "2", "--group-size", "4",
+                                 "--max-length", "32"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("loss " in line for line in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,8 +61,16 @@ def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **r
                 if not quiet:
                     console.print(message)
 
+            # Redirected to a file, a bar draws nothing until the end: a long run then says how it goes
+            # in plain lines, twenty over the run.
+            every = 0 if quiet or console.is_terminal else max(1, config.steps // 20)
+            started = time.perf_counter()
+
             def progress(step: int, running: float) -> None:
                 bar.update(task, completed=step, loss=running)
+                if every and (step % every == 0 or step == config.steps):
+                    console.print(f"step {step}/{config.steps}  loss {running:.4f}  "
+                                  f"{time.perf_counter() - started:.0f} s", soft_wrap=True)
 
             result = run(out, config, command=command, report=report, progress=progress, **recipe)
     except CrossrankError as exc:
