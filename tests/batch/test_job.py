@@ -117,9 +117,10 @@ def test_cli_batch(tmp_path, tiny_model):
 
     write_rows(tmp_path / "in.jsonl", _rows(7))
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "o.parquet"),
-                                      "--model", str(tiny_model), "--part-rows", "3", "--quiet"])
+                                      "--model", str(tiny_model), "--part-rows", "3"])
     assert result.exit_code == 0, result.output
     assert len(read_rows(tmp_path / "o.parquet")) == 7
+    assert "scoring rows 3/7 (" in result.output and "scoring rows 7/7 (" in result.output  # a log's progress
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "not found" in result.output
     assert json.loads(json.dumps(read_rows(tmp_path / "o.parquet")[0]))["id"] == 0

@@ -216,12 +216,15 @@ class _progress:
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-                            TimeRemainingColumn(), transient=False)
+        from crossrank.progress import Bar
+
+        self.bar = Bar(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                       TimeRemainingColumn(), transient=False, console=Console(stderr=True))
         self.bar.start()
-        task = self.bar.add_task("rows", total=self.rows, completed=self.done)
+        task = self.bar.add_task("scoring rows", total=self.rows, completed=self.done)
         return lambda n: self.bar.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:

@@ -61,8 +61,9 @@ def index(
 ) -> None:
     """Index a corpus for `crossrank search` (BM25 + dense vectors), with a progress bar."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
+    from crossrank.progress import Bar
     from crossrank.retrieval import BM25Config, Index, load_corpus, sample_corpus_path
 
     path = sample_corpus_path() if corpus == SAMPLE and not Path(corpus).exists() else Path(corpus)
@@ -71,8 +72,8 @@ def index(
         config = BM25Config(stopwords=None if stopwords == "none" else stopwords,
                             stemmer=None if stemmer == "none" else stemmer)
         console = Console(stderr=True)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, transient=as_json, disable=not console.is_terminal and as_json) as bar:
+        with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                 console=console, transient=as_json, disable=not console.is_terminal and as_json) as bar:
             tasks: dict[str, Any] = {}
 
             def progress(stage: str, done: int, total: int) -> None:

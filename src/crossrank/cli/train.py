@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,15 +44,16 @@ def _command_line(ctx: typer.Context) -> str:
 def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **recipe: Any) -> None:
     """Run ``train.recipe.run`` with a progress bar (running loss) and print where the model went."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from crossrank.cli.app import _fail
+    from crossrank.progress import Bar
     from crossrank.train.recipe import run
 
     console = Console(stderr=True)
     command = _command_line(ctx)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("loss {task.fields[loss]:.4f}"), console=console, disable=quiet) as bar:
             task = bar.add_task("train", total=config.steps, loss=float("nan"))
 
@@ -61,16 +61,8 @@ def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **r
                 if not quiet:
                     console.print(message)
 
-            # Redirected to a file, a bar draws nothing until the end: a long run then says how it goes
-            # in plain lines, twenty over the run.
-            every = 0 if quiet or console.is_terminal else max(1, config.steps // 20)
-            started = time.perf_counter()
-
             def progress(step: int, running: float) -> None:
                 bar.update(task, completed=step, loss=running)
-                if every and (step % every == 0 or step == config.steps):
-                    console.print(f"step {step}/{config.steps}  loss {running:.4f}  "
-                                  f"{time.perf_counter() - started:.0f} s", soft_wrap=True)
 
             result = run(out, config, command=command, report=report, progress=progress, **recipe)
     except CrossrankError as exc:
