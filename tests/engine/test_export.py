@@ -127,3 +127,42 @@ def test_torch_backend_uses_the_first_token_layer_and_still_equals_transformers(
     ce = CrossEncoder(tiny_model, backend="torch", activation="raw")
     assert ce.backend.first_token_last_layer is True
     np.testing.assert_allclose(ce.score(PAIRS), reference(tiny_model, PAIRS), atol=1e-4)
+
+
+def _other_checkpoint(tiny_model: Path, out: Path) -> Path:
+    """tiny_model's files with different classifier weights: another model of the same shape."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_model, out)
+    weights = load_file(str(out / "model.safetensors"))
+    weights["classifier.weight"] = -3 * weights["classifier.weight"]
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def test_an_export_directory_exported_again_holds_only_the_new_model(tiny_model, tmp_path):
+    """Re-exporting another checkpoint into a directory must not leave the first one's int8 graph (or its
+    calibration) behind, nor may the int8 cache built for the first export serve the second."""
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
+
+    other = _other_checkpoint(tiny_model, tmp_path / "other")
+    out = tmp_path / "export"
+    export(resolve(str(tiny_model)), out, quantize="int8")
+    (out / "calibration.json").write_text(json.dumps({"method": "platt", "params": {"a": 1.0, "b": 0.0}}))
+    export(resolve(str(tiny_model)), out)  # same checkpoint again: its calibration still holds
+    assert (out / "calibration.json").is_file() and not (out / "model_int8.onnx").exists()
+    first_int8 = CrossEncoder(str(out), quantize="int8").score(PAIRS, activation="raw")  # quantized into the cache
+    export(resolve(str(other)), out)
+    assert not (out / "calibration.json").exists()
+    fp32 = CrossEncoder(str(out)).score(PAIRS, activation="raw")
+    int8 = CrossEncoder(str(out), quantize="int8").score(PAIRS, activation="raw")
+    assert np.allclose(int8, fp32, atol=0.05) and not np.allclose(int8, first_int8, atol=1e-3)
+
+    copy = tmp_path / "copy"
+    export(resolve(str(tiny_model)), copy, quantize="int8")
+    export(resolve(str(out)), copy)  # an export copied over another: the old int8 graph goes too
+    assert not (copy / "model_int8.onnx").exists()
+    assert np.allclose(CrossEncoder(str(copy), quantize="int8").score(PAIRS, activation="raw"), int8, atol=1e-6)

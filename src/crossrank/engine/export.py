@@ -10,6 +10,7 @@ content, so a changed checkpoint is exported again and an unchanged one never is
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -44,6 +45,7 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
     if model.kind == "export":
         out.mkdir(parents=True, exist_ok=True)
         if out.resolve() != model.path.resolve():
+            _clear_export(out)
             shutil.copytree(model.path, out, dirs_exist_ok=True)
         if quantize == "int8" and not (out / "model_int8.onnx").exists():
             quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
@@ -65,9 +67,31 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
                    num_labels=num_labels_of(model.config),
                    max_length=default_max_length(model.path, model.config),
                    quantized=quantize, optimized=optimized)
+        _clear_export(out, same_source=_source_hash(out) == _source_hash(tmp))
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     return inspect_dir(model.name, out)
+
+
+#: what an export directory holds; a new export into the directory replaces all of it, so no graph,
+#: tokenizer or calibration of an earlier model survives beside the new one
+EXPORT_FILES = ("crossrank.json", "model.onnx", "model.onnx.data", "model_int8.onnx", "tokenizer.json",
+                "config.json", "tokenizer_config.json", "special_tokens_map.json", "calibration.json")
+
+
+def _clear_export(out: Path, *, same_source: bool = False) -> None:
+    """Remove an earlier export from ``out``; its calibration stays if the new export is of the same
+    checkpoint (same scores, so the fitted map still holds)."""
+    for name in EXPORT_FILES:
+        if not (same_source and name == "calibration.json"):
+            (out / name).unlink(missing_ok=True)
+
+
+def _source_hash(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / "crossrank.json").read_text()).get("source_hash") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
@@ -75,8 +99,9 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     if model.kind == "export":
         if quantize == "int8" and not model.onnx_file("int8").exists():
             # An export without its int8 graph: quantize into the cache, keep the user's dir untouched.
-            # Keyed by the export's location: str hash() is salted per process and would miss every time.
-            key = hashlib.sha256(str(model.path.resolve()).encode()).hexdigest()[:16]
+            # Keyed by the graph's bytes, not its location: a directory exported again, or a hub
+            # repository's new revision, must not be served the int8 graph of what was there before.
+            key = _file_hash(model.onnx_file(None), model.path / "crossrank.json")
             out = cache_root() / "onnx" / f"{model.path.name}-int8-{key}"
             if not (out / "model_int8.onnx").exists():
                 export(model, out, quantize="int8")
@@ -91,6 +116,15 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
         quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
         return inspect_dir(model.name, out)
     return export(model, out, quantize=quantize)
+
+
+def _file_hash(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def uses_token_type_ids(hf: Any) -> bool:
@@ -208,10 +242,16 @@ def quantize_int8(src: Path, dst: Path, name: str) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:  # pragma: no cover - ships with onnxruntime
         raise MissingDependencyError("int8 quantization", "torch", "onnxruntime") from exc
+    # Written beside dst and renamed into place: only its existence is checked later, so a run cut
+    # off mid-write must not leave a half graph that every later load trusts.
+    partial = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(str(src), str(partial), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul", "Attention", "Gemm"],
                          nodes_to_exclude=_selection_matmuls(onnx.load(str(src))),
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        os.replace(partial, dst)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(name, f"int8 quantization failed: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
