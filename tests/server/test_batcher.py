@@ -99,3 +99,5 @@ def test_cache_evicts_least_recently_used():
     assert cache.get_many(keys) == [1.0, None, 3.0]
     assert (cache.hits, cache.misses) == (3, 1)
     assert cache_key("m", "raw", 1, "ab", "c") != cache_key("m", "raw", 1, "a", "bc")
+    # a NUL inside the query or text cannot make two splits of the same characters meet
+    assert cache_key("m", "raw", 1, "heat\x00flow", "layer") != cache_key("m", "raw", 1, "heat", "flow\x00layer")

@@ -16,8 +16,11 @@ CacheKey = tuple[str, str, int, bytes]  # model, activation, chunks, digest of (
 
 
 def cache_key(model: str, activation: str, chunks: int, query: str, text: str) -> CacheKey:
-    pair = hashlib.blake2b(query.encode("utf-8", "surrogatepass"), digest_size=16)
-    pair.update(b"\x00")  # no (query, text) split of the same bytes collides with another
+    q = query.encode("utf-8", "surrogatepass")
+    # The query's length leads, so no two (query, text) splits of the same bytes share a digest: a
+    # separator byte would not do, since texts may hold any character, NUL included.
+    pair = hashlib.blake2b(len(q).to_bytes(8, "little"), digest_size=16)
+    pair.update(q)
     pair.update(text.encode("utf-8", "surrogatepass"))
     return model, activation, chunks, pair.digest()
 
