@@ -27,7 +27,8 @@ class RankerService:
     The first path segment picks a behaviour: /ok, /slow (sleeps past the client's timeout),
     /error (HTTP 500), /badrequest (HTTP 400), /flaky (503 once, then ok), /garbage (not JSON),
     /badindex (an index out of range), /noresults (JSON without the result list), /partial (one
-    document left out), /bigint (a score no float holds), /dribble (the answer a byte at a time).
+    document left out), /bigint (a score no float holds), /dribble (the answer a byte at a time), /deep (arrays nested
+    100,000 deep).
     """
 
     def __init__(self) -> None:
@@ -53,6 +54,8 @@ class RankerService:
                     return self._send(400, b'{"error": "bad"}')
                 if mode == "garbage":
                     return self._send(200, b"<html>not json</html>")
+                if mode == "deep":  # valid JSON nested past Python's recursion limit
+                    return self._send(200, b"[" * 100_000 + b"]" * 100_000)
                 texts = body.get("documents") or body.get("texts") or body.get("chunks")
                 scores = [_overlap(body["query"], t) for t in texts]
                 order = sorted(range(len(texts)), key=lambda i: -scores[i])
@@ -142,12 +145,18 @@ def test_base_url_gets_the_dialect_path(service):
         RemoteRanker("ftp://example.org")
     with pytest.raises(InputError, match="dialect"):
         RemoteRanker(service.url, dialect="soap")
+    for url in ("http://[::1", None, b"http://127.0.0.1"):
+        with pytest.raises(InputError, match="not an http"):
+            RemoteRanker(url)
+    with pytest.raises(InputError, match="ASCII"):
+        RemoteRanker(service.url, api_key="clé")
 
 
 @pytest.mark.parametrize("mode,why", [("slow", "timed out"), ("error", "HTTP 500"), ("garbage", "invalid JSON"),
                                       ("badindex", "bad index"), ("noresults", "without a result list"),
                                       ("badrequest", "HTTP 400"), ("partial", "answered 1 of 2"),
-                                      ("bigint", "bad relevance_score"), ("dribble", "timed out")])
+                                      ("bigint", "bad relevance_score"), ("dribble", "timed out"),
+                                      ("deep", "invalid JSON")])
 def test_failures_raise_ranker_unavailable(service, mode, why):
     ranker = RemoteRanker(f"{service.url}/{mode}/v1/rerank", timeout=0.3, retries=0)
     with pytest.raises(RankerUnavailable, match=why):

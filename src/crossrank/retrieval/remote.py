@@ -104,9 +104,14 @@ class RemoteRanker:
         if retries < 0 or timeout <= 0:
             raise InputError("retries must be >= 0 and timeout > 0")
         self.dialect = DIALECTS[dialect]
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             raise InputError(f"ranker URL {url!r} is not an http(s) URL")
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.isascii()):
+            raise InputError("the ranker's api_key must be an ASCII string (it travels in an HTTP header)")
         self.endpoint = url if parts.path not in ("", "/") else url.rstrip("/") + self.dialect.path
         self.model, self.timeout, self.retries, self.backoff_s = model, timeout, retries, backoff_s
         self.name = name
@@ -152,7 +157,7 @@ class RemoteRanker:
                 if status == 200:
                     try:
                         return json.loads(content)
-                    except ValueError as exc:
+                    except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's stack
                         raise RankerUnavailable(f"{self.endpoint} answered invalid JSON") from exc
                 last = f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}"
                 if status != 429 and status < 500:
