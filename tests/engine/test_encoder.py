@@ -106,6 +106,44 @@ def test_unknown_and_corrupt_models(tmp_path, tiny_model):
         CrossEncoder(broken)
 
 
+@pytest.mark.parametrize("name,why", [("a" * 300, "not a usable path"), (123, "not int"),
+                                      (b"abc", "not bytes"), ("  ", "empty")])
+def test_odd_model_names_are_load_errors(name, why):
+    with pytest.raises(ModelLoadError, match=why):
+        CrossEncoder(name)
+
+
+@pytest.mark.parametrize("meta,why", [({"format": 1}, "num_labels"), ([1], "unknown format 'list'"),
+                                      ("patch", "unknown activation")])
+def test_a_damaged_crossrank_json_is_a_load_error(tiny_model, tmp_path, meta, why):
+    import json
+
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
+
+    out = tmp_path / "export"
+    export(resolve(str(tiny_model)), out)
+    if meta == "patch":
+        meta = {**json.loads((out / "crossrank.json").read_text()), "activation": "gelu"}
+    (out / "crossrank.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match=why):
+        CrossEncoder(str(out))
+
+
+def test_offline_with_part_of_a_hub_repo_cached_says_so(tmp_path, monkeypatch):
+    """The local cache holds the repo's config but not its weights: offline, that is the cause to name."""
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--org--partial" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set and its config or weights are not in the local"):
+        CrossEncoder("org/partial")
+
+
 def test_int8_export_keeps_ranking(tiny_model, tmp_path):
     from crossrank.engine.export import export
     from crossrank.engine.model import resolve

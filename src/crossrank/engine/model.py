@@ -142,8 +142,10 @@ def inspect_dir(name: str, path: Path) -> ModelDir:
     """Classify a local directory as a crossrank export or a Hugging Face checkpoint."""
     if (path / EXPORT_META).exists():
         meta = _read_json(path / EXPORT_META, name)
-        if meta.get("format") != EXPORT_FORMAT:
-            raise ModelLoadError(name, f"{path / EXPORT_META} has unknown format {meta.get('format')!r}")
+        if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ModelLoadError(name, f"{path / EXPORT_META} has unknown format {found!r}")
+        _check_meta(name, path / EXPORT_META, meta)
         if not (path / "model.onnx").exists() and not (path / "model_int8.onnx").exists():
             raise ModelLoadError(name, f"no model.onnx or model_int8.onnx in {path}")
         config = _read_json(path / "config.json", name) if (path / "config.json").exists() else {}
@@ -160,6 +162,17 @@ def inspect_dir(name: str, path: Path) -> ModelDir:
     raise ModelLoadError(
         name, f"{path} is neither a Hugging Face checkpoint (config.json + weights) nor a crossrank export"
     )
+
+
+def _check_meta(name: str, file: Path, meta: dict[str, Any]) -> None:
+    """The fields the engine reads from ``crossrank.json``, present and typed (a hand-edited or damaged
+    file is a load error naming the field, not a KeyError at the first score)."""
+    for key in ("num_labels", "max_length"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelLoadError(name, f"{file}: {key} must be a positive integer, got {value!r}")
+    if meta.get("activation") not in {"identity", "sigmoid", "tanh", "softmax"}:
+        raise ModelLoadError(name, f"{file}: unknown activation {meta.get('activation')!r}")
 
 
 def _require_tokenizer(name: str, path: Path) -> None:
@@ -194,13 +207,21 @@ def resolve(model: str | os.PathLike[str] | None) -> ModelDir:
     """Find a model's files: built-in name, local directory or file, or hub id."""
     if model is None:
         model = BUILTIN_MODELS[0]
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelLoadError(repr(model), f"a model is named by a string or path, not {type(model).__name__}")
     name = os.fspath(model)
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
+        raise ModelLoadError(repr(model), "a model is named by a string or path, not bytes")
+    if not name.strip():
         raise ModelLoadError(repr(model), "the model name is empty")
     if name in BUILTIN_MODELS:
         return inspect_dir(name, build_builtin(name))
     path = Path(name).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ModelLoadError(name[:200], f"not a usable path: {exc.strerror or exc}") from exc
+    if exists:
         if path.is_file() and path.suffix == ".onnx":
             path = path.parent
         if not path.is_dir():
@@ -218,6 +239,10 @@ def _torch_available() -> bool:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):
         return False
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def download(repo_id: str) -> Path:
@@ -240,8 +265,7 @@ def download(repo_id: str) -> Path:
     try:
         local = Path(snapshot_download(repo_id, allow_patterns=patterns))
     except LocalEntryNotFoundError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else f"{exc}"
+        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if _offline() else f"{exc}"
         raise ModelLoadError(repo_id, why) from exc
     except RepositoryNotFoundError as exc:
         raise ModelLoadError(repo_id, "no such repository on the Hugging Face hub") from exc
@@ -252,6 +276,9 @@ def download(repo_id: str) -> Path:
     if not (local / "config.json").exists() or (
         not list(local.glob("*.safetensors")) and not (local / "onnx" / "model.onnx").exists()
     ):
+        if _offline():  # the cache holds part of the repository; online, the rest might exist
+            raise ModelLoadError(repo_id, "HF_HUB_OFFLINE is set and its config or weights are not in the local "
+                                          "cache (only some of its files are)")
         raise ModelLoadError(
             repo_id,
             "the repository has no safetensors weights"
