@@ -32,3 +32,11 @@ def test_serve_one_model_from_the_command_line_keeps_the_config_limits(tiny_mode
 def test_quantize_without_model_is_a_usage_error():
     result = CliRunner().invoke(app, ["serve", "--quantize", "int8"])
     assert result.exit_code == 2 and "--model" in result.output
+
+
+def test_ray_scaling_is_checked_before_a_cluster_starts(tiny_model):
+    """Ray Serve refuses 0 replicas or max < min only after ray.init and serve.start; crossrank says so first."""
+    for extra, why in ((["--replicas", "0"], "replicas must be an integer >= 1"),
+                       (["--replicas", "3", "--max-replicas", "2"], "max_replicas must be an integer >= min")):
+        result = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), "--ray", *extra])
+        assert result.exit_code == 2 and why in result.output, result.output

@@ -61,8 +61,8 @@ def serve(
     if ray:
         from crossrank.server.ray_serve import Scaling, serve_forever
 
-        scaling = Scaling(replicas=replicas, min_replicas=replicas, max_replicas=max_replicas)
         try:
+            scaling = Scaling(replicas=replicas, min_replicas=replicas, max_replicas=max_replicas)
             serve_forever(cfg, scaling, address=ray_address)
         except CrossrankError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossrank.errors import MissingDependencyError
-from crossrank.server.config import Config, load_config
+from crossrank.server.config import Config, ConfigError, load_config
 
 
 @dataclass
@@ -33,6 +33,20 @@ class Scaling:
     target_ongoing: int = 8
     max_ongoing: int = 64
     cpus_per_replica: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Checked here, before a cluster is started: Ray Serve would refuse these only after it is."""
+        for key in ("replicas", "min_replicas", "target_ongoing", "max_ongoing"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ray scaling: {key} must be an integer >= 1, got {value!r}")
+        if self.max_replicas is not None and (isinstance(self.max_replicas, bool)
+                                              or not isinstance(self.max_replicas, int)
+                                              or self.max_replicas < self.min_replicas):
+            raise ConfigError(f"ray scaling: max_replicas must be an integer >= min_replicas ({self.min_replicas}), "
+                              f"got {self.max_replicas!r}")
+        if not (isinstance(self.cpus_per_replica, (int, float)) and 0 < self.cpus_per_replica < float("inf")):
+            raise ConfigError(f"ray scaling: cpus_per_replica must be > 0, got {self.cpus_per_replica!r}")
 
 
 def build(config: Config, scaling: Scaling | None = None) -> Any:
