@@ -49,6 +49,25 @@ def test_bench_runs_on_tiny_model(tiny_model):
     result = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "1", "--no-peer"])
     assert result.exit_code == 0, result.output
     assert "passages" in result.stdout and "crossrank onnx int8" in result.stdout
+    zero = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "0", "--no-peer"])
+    assert zero.exit_code == 2 and "repeats must be an integer >= 1" in zero.output
+
+
+def test_bench_p90_is_the_nearest_rank_not_the_maximum():
+    from crossrank.bench.latency import p50_p90
+
+    assert p50_p90([10.0, 1, 2, 3, 4, 5, 6, 7, 8, 9]) == (5.5, 9.0)
+    assert p50_p90([3.0]) == (3.0, 3.0)
+    assert p50_p90([float(i) for i in range(1, 21)])[1] == 18.0
+
+
+def test_bench_refuses_an_export_for_the_peer(tiny_model, tmp_path):
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
+
+    export(resolve(str(tiny_model)), tmp_path / "exp")
+    result = runner.invoke(app, ["bench", "--model", str(tmp_path / "exp"), "--repeats", "1"])
+    assert result.exit_code == 2 and "--no-peer" in result.output
 
 
 def test_rerank_echoes_lone_surrogates_and_reads_spaced_field_lists(tiny_model):

@@ -8,6 +8,7 @@ pairs from the same checkpoint in the same run; ratios are to sentence-transform
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import time
@@ -52,8 +53,13 @@ def timeit(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.9 * len(times)))]
+    return p50_p90(times)
+
+
+def p50_p90(times: list[float]) -> tuple[float, float]:
+    """Median and nearest-rank 90th percentile (the 9th of 10 runs, not the slowest)."""
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[math.ceil(0.9 * len(ordered)) - 1]
 
 
 def gemm_peak_gflops(threads: int) -> float:
@@ -89,8 +95,14 @@ def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
     from crossrank import CrossEncoder
     from crossrank.engine.encoder import default_threads
     from crossrank.engine.model import resolve
+    from crossrank.errors import InputError
 
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise InputError(f"repeats must be an integer >= 1, got {repeats!r}")
     source = resolve(model)
+    if include_peer and source.kind == "export":
+        raise InputError(f"{source.name} is a crossrank ONNX export, which sentence-transformers cannot load: "
+                         "benchmark the Hugging Face checkpoint it came from, or pass --no-peer")
     path = str(source.path)
     threads = default_threads()
     engines: dict[str, Callable[[list[tuple[str, str]]], object]] = {}
