@@ -86,3 +86,13 @@ def test_killed_worker_still_scores_every_row_once(cluster, tmp_path, tiny_model
     assert [r["id"] for r in out] == list(range(400))
     score_file(tmp_path / "in.jsonl", tmp_path / "local.jsonl", model=str(tiny_model), part_rows=2, progress=False)
     assert out == read_rows(tmp_path / "local.jsonl")
+
+
+def test_an_actor_never_asks_for_more_cores_than_one_node_has():
+    from crossrank.batch.on_ray import threads_per_worker
+
+    assert threads_per_worker(2, 1, 1) == 1  # two 1-CPU nodes: 2 CPUs in all, but an actor lives on one node
+    assert threads_per_worker(16, 8, 2) == 8
+    assert threads_per_worker(16, 8, 4) == 4
+    assert threads_per_worker(16, 8, 4, budget="4") == 1
+    assert threads_per_worker(4, 4, 8) == 1  # more workers than cores still ask for one each

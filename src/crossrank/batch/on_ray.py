@@ -34,6 +34,14 @@ class PartScorer:
         return {"rows": np.asarray(rows, dtype=np.int64)}
 
 
+def threads_per_worker(cluster_cpus: int, largest_node_cpus: int, workers: int, budget: str = "") -> int:
+    """Cores (and threads) each actor asks for: the cluster's share per worker, capped by the job's
+    ``CROSSRANK_THREADS`` budget, and never more than one node has (an actor runs on one node; asking
+    more than any node holds would leave it pending forever)."""
+    total = min(cluster_cpus, int(budget)) if budget.isdigit() and int(budget) > 0 else cluster_cpus
+    return max(1, min(total // workers, largest_node_cpus))
+
+
 def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | None, workers: int,
                advance: Callable[[int], None], address: str | None = None) -> None:
     try:
@@ -46,11 +54,11 @@ def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | 
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    budget = os.environ.get("CROSSRANK_THREADS", "")  # the cores this job may use in all, if capped
-    threads = max(1, min(cpus, int(budget) if budget.isdigit() and int(budget) > 0 else cpus) // workers)
+    largest = int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1))
+    threads = threads_per_worker(cpus, largest, workers, os.environ.get("CROSSRANK_THREADS", ""))
     items = [{"job_in": job_in, "job_out": job_out, "first_row": first} for _, job_in, job_out, first in tasks]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         PartScorer, fn_constructor_kwargs={"model_kwargs": model_kwargs, "on": on, "threads": threads},
-        batch_size=1, concurrency=workers, num_cpus=min(threads, cpus))  # Ray Data restarts lost actors
+        batch_size=1, concurrency=workers, num_cpus=threads)  # Ray Data restarts lost actors
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
         advance(int(batch["rows"].sum()))
