@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 
@@ -70,8 +71,13 @@ def test_metrics_count_refused_requests_with_their_status(server):
     assert metric(text, "crossrank_requests_total", route="/rerank", model="tiny", status="400") == before + 1
 
 
-def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path):
+def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path, monkeypatch):
+    import shutil
+
     from crossrank.server.config import config_from_dict
+    from crossrank.server.registry import ModelRegistry
+
+    monkeypatch.setattr(ModelRegistry, "retry_after_s", 3.0)
 
     config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1},
                                           "broken": {"model": str(tmp_path / "no-such-model")}},
@@ -85,6 +91,14 @@ def test_lazy_loading_and_a_model_that_fails_to_load(start, tiny_model, tmp_path
         ready = httpx.get(f"{srv.url}/ready")
         assert ready.status_code == 503 and ready.json()["models"] == {"tiny": "ready", "broken": "failed"}
         assert "failed" in ready.json()["error"]["message"]
+        # The model appears; requests right after the failure are not each a new load attempt...
+        shutil.copytree(tiny_model, tmp_path / "no-such-model")
+        again = httpx.post(f"{srv.url}/v2/rerank", json={"model": "broken", "query": "q", "documents": ["d"]})
+        assert again.status_code == 503 and "next attempt on a request in" in again.json()["message"]
+        # ...but one after the back-off loads it, without a restart.
+        time.sleep(3.1)
+        healed = httpx.post(f"{srv.url}/v2/rerank", json={"model": "broken", "query": "q", "documents": ["d"]})
+        assert healed.status_code == 200 and httpx.get(f"{srv.url}/ready").status_code == 200
 
 
 def test_a_calibrated_model_answers_calibrated_probabilities(start, tiny_model, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from crossrank.errors import CrossrankError
@@ -28,12 +29,20 @@ class ModelEntry:
     config: ModelConfig
     state: str = "pending"  # pending | loading | ready | failed
     error: str | None = None
+    failed_at: float = 0.0
     batcher: Batcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ModelRegistry:
-    """The configured models and their load state."""
+    """The configured models and their load state.
+
+    A model that failed to load is tried again on a request only after ``retry_after_s``: a model
+    directory that appears later, or a transient failure, heals without a restart, but a burst of
+    requests for a broken model does not queue one load attempt each.
+    """
+
+    retry_after_s = 30.0
 
     def __init__(self, config: Config, metrics: Metrics, cache: ScoreCache | None = None) -> None:
         self.config = config
@@ -60,7 +69,9 @@ class ModelRegistry:
         if entry.batcher is None:
             await asyncio.to_thread(self.load, entry)
         if entry.batcher is None:
-            raise ApiError("unhealthy", f"model {entry.name!r} failed to load: {entry.error}")
+            wait = max(1, round(self.retry_after_s - (time.monotonic() - entry.failed_at)))
+            raise ApiError("unhealthy", f"model {entry.name!r} failed to load: {entry.error} "
+                                        f"(next attempt on a request in {wait} s)")
         return entry.batcher
 
     def load(self, entry: ModelEntry) -> None:
@@ -68,6 +79,8 @@ class ModelRegistry:
         with entry.lock:
             if entry.batcher is not None or self._closed:
                 return
+            if entry.state == "failed" and time.monotonic() - entry.failed_at < self.retry_after_s:
+                return  # failed moments ago, perhaps while this request waited for the lock
             entry.state, entry.error = "loading", None
             m = entry.config
             try:
@@ -81,6 +94,7 @@ class ModelRegistry:
                 encoder.score([("warm up", "the first call builds the tokenizer's truncation state")])
             except Exception as exc:  # noqa: BLE001 - a runtime's own error must not leave the entry "loading"
                 entry.state, entry.error = "failed", str(exc) if isinstance(exc, CrossrankError) else repr(exc)
+                entry.failed_at = time.monotonic()
                 log.error("model=%s state=failed error=%s", entry.name, entry.error)
                 return
             s = self.config.server
