@@ -48,6 +48,21 @@ def test_one_big_request_goes_whole_in_engine_batches(encoder):
     assert calls[0].pairs == 600 and len(calls[0].batches) > 1  # the engine split it into batches
 
 
+def test_a_request_that_would_overflow_the_batch_opens_the_next_one(encoder):
+    calls = []
+    batcher = Batcher("tiny", encoder, max_batch_pairs=4, max_wait_s=0.0, on_batch=calls.append)
+    try:
+        busy = batcher.submit("crocs", ["crocs " * 50] * 300, activation="raw", chunks=1)  # keeps the worker busy
+        small = [batcher.submit("q", ["a"], activation="raw", chunks=1) for _ in range(2)]
+        big = batcher.submit("q", DOCS * 20, activation="raw", chunks=1)
+        last = batcher.submit("q", ["b"], activation="raw", chunks=1)
+        for f in [busy, *small, big, last]:
+            f.result(timeout=60)
+    finally:
+        batcher.close()
+    assert [c.pairs for c in calls] == [300, 2, 100, 1]  # never 2 + 100 in one call: the big one went alone
+
+
 def test_bad_job_fails_alone(encoder):
     batcher = Batcher("tiny", encoder)
     try:

@@ -76,6 +76,7 @@ class Batcher:
         self._lock = threading.Lock()
         self._closed = False
         self._last_merged = 1
+        self._held: _Job | None = None  # taken from the queue, but too big to join the last batch
         self._thread = threading.Thread(target=self._run, name=f"crossrank-batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -114,7 +115,7 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            first = self._take(True)
+            first, self._held = (self._held or self._take(True)), None
             if first is _STOP:
                 return
             jobs, stopping = self._collect(first)  # type: ignore[arg-type]
@@ -128,7 +129,9 @@ class Batcher:
                 return
 
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """``first`` plus what is queued (or arrives within the wait), up to ``max_batch_pairs``."""
+        """``first`` plus what is queued (or arrives within the wait), up to ``max_batch_pairs``: a request
+        that would overflow the batch opens the next one (a request alone may exceed it; the engine
+        splits it by tokens)."""
         jobs, pairs = [first], len(first.texts)
         deadline = time.perf_counter() + (self.max_wait_s if self._last_merged > 1 else 0.0)
         stopping = False
@@ -140,6 +143,9 @@ class Batcher:
                 break
             if nxt is _STOP:
                 stopping = True
+                break
+            if pairs + len(nxt.texts) > self.max_batch_pairs:  # type: ignore[attr-defined]
+                self._held = nxt  # type: ignore[assignment]  # it opens the next batch instead
                 break
             jobs.append(nxt)  # type: ignore[arg-type]
             pairs += len(nxt.texts)  # type: ignore[attr-defined]
