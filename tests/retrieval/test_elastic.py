@@ -68,3 +68,22 @@ def test_bad_responses(tiny_ranker):
         rerank_search_response(response, QUERY, tiny_ranker, on=["name"])
     with pytest.raises(InputError, match="none of the fields"):
         rerank_search_response(_response(), QUERY, tiny_ranker, on=["price"])
+    for bad in (None, "not json", 42):
+        with pytest.raises(InputError, match="not an Elasticsearch"):
+            rerank_search_response(bad, QUERY, tiny_ranker)
+    for window in (-1, 2.5, True):
+        with pytest.raises(InputError, match="window must be an integer"):
+            rerank_search_response(_response(), QUERY, tiny_ranker, on=["name"], window=window)
+
+
+def test_array_fields_are_scored_as_their_items(tiny_ranker):
+    """Elasticsearch stores multi-valued fields as arrays: the text is the items, not a Python list's repr."""
+    response = _response()
+    for hit in response["hits"]["hits"]:
+        hit["_source"]["tags"] = hit["_source"]["description"].split()
+    by_array = rerank_search_response(response, QUERY, tiny_ranker, on=["tags"])
+    as_lines = _response()
+    for hit in as_lines["hits"]["hits"]:
+        hit["_source"]["tags"] = "\n".join(hit["_source"]["description"].split())
+    by_text = rerank_search_response(as_lines, QUERY, tiny_ranker, on=["tags"])
+    assert [h["_score"] for h in by_array["hits"]["hits"]] == [h["_score"] for h in by_text["hits"]["hits"]]

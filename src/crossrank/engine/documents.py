@@ -36,7 +36,8 @@ def clean_text(value: Any, what: str) -> str:
 
 
 def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
-    """The text of one document: a string as is, a dict's ``on`` fields joined by newlines."""
+    """The text of one document: a string as is, a dict's ``on`` fields joined by newlines (a list
+    field's items one a line, as search engines store multi-valued fields)."""
     if isinstance(doc, Mapping):
         fields = [on] if isinstance(on, str) else list(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
         if not fields:
@@ -49,6 +50,8 @@ def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
             if f not in doc or doc[f] is None:
                 continue
             value = doc[f]
+            if isinstance(value, (list, tuple)):  # e.g. an Elasticsearch array field: its items, one a line
+                value = "\n".join(v if isinstance(v, str) else str(v) for v in value if v is not None)
             parts.append(clean_text(value if isinstance(value, (str, bytes)) else str(value), f"{what}[{f!r}]"))
         if not parts:
             raise InputError(f"{what} has none of the fields {fields}")

@@ -36,6 +36,11 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
     ``_crossrank: {first_stage_rank, first_stage_score, rerank_rank}``; ``hits.max_score`` follows.
     """
     query = query_text(query)
+    if not isinstance(response, Mapping):
+        raise InputError(f"not an Elasticsearch/OpenSearch _search response: a {type(response).__name__}, "
+                         "not the JSON object")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
+        raise InputError(f"window must be an integer >= 0 (or None for every hit), got {window!r}")
     out = copy.deepcopy(dict(response))
     hits = _hits(out)
     n = len(hits) if window is None else min(window, len(hits))
