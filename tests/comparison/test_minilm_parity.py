@@ -45,3 +45,14 @@ def test_onnx_fp32_equals_transformers_logits(minilm):
     with torch.no_grad():
         ref = model(**enc).logits[:, 0].numpy()
     np.testing.assert_allclose(CrossEncoder(minilm, activation="raw").score(PAIRS), ref, atol=1e-4)
+
+
+def test_a_late_builder_keeps_the_built_model_in_place(minilm):
+    """Two processes building the built-in at once: the one that finishes second must not delete the
+    directory the first one already put in place (and others may be reading)."""
+    from crossrank.engine.model import build_minilm_cross_encoder
+
+    before = (minilm / "model.safetensors").stat().st_ino
+    assert build_minilm_cross_encoder(minilm) == minilm
+    assert (minilm / "model.safetensors").stat().st_ino == before
+    assert not list(minilm.parent.glob(f"{minilm.name}.tmp*"))
