@@ -68,7 +68,9 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
                    max_length=default_max_length(model.path, model.config),
                    quantized=quantize, optimized=optimized)
         _clear_export(out, same_source=_source_hash(out) == _source_hash(tmp))
-        for f in tmp.iterdir():
+        # crossrank.json last: it is what marks a directory an export (and a cached one complete), so a
+        # process cut off while moving files in leaves a directory that is not mistaken for one
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == "crossrank.json"):
             os.replace(f, out / f.name)
     return inspect_dir(model.name, out)
 
