@@ -72,12 +72,30 @@ def test_jina_shape_and_long_documents(server):
     ({"model": "tiny", "query": "q", "documents": [{"x": 1}]}, 422),
     ({"model": "tiny", "query": "q", "documents": [{"text": "a"}], "rank_fields": []}, 422),
     ({"model": "tiny", "query": "q", "documents": ["a"] * 201}, 413),
-    ({"model": "tiny", "query": "q", "documents": ["a"], "max_chunks_per_doc": 99}, 422),
+    ({"model": "tiny", "query": "q", "documents": ["a"], "max_chunks_per_doc": 0}, 422),
 ])
 def test_errors_are_cohere_json(server, body, status):
     response = httpx.post(f"{server.url}/v2/rerank", json=body)
     assert response.status_code == status, response.text
-    assert isinstance(response.json()["message"], str)
+    # Cohere's "message", and Jina's "detail" that LangChain's and LlamaIndex's Jina clients read
+    assert isinstance(response.json()["message"], str) and response.json()["detail"] == response.json()["message"]
+
+
+def test_object_documents_rank_on_text_by_default_and_chunk_caps_are_capped(server):
+    """Cohere ranks an object document on its "text" unless rank_fields says otherwise; a client's
+    max_chunks_per_doc above the server's cap (Cohere's default is 10) is capped, not refused."""
+    url = f"{server.url}/v1/rerank"
+    objects = httpx.post(url, json={"model": "tiny", "query": "crocs", "documents": [
+        {"title": "aircraft wing lift", "text": "crocs kids clog"}]}).json()
+    plain = httpx.post(url, json={"model": "tiny", "query": "crocs", "documents": ["crocs kids clog"]}).json()
+    assert objects["results"][0]["relevance_score"] == plain["results"][0]["relevance_score"]
+    both = httpx.post(url, json={"model": "tiny", "query": "crocs", "rank_fields": ["title", "text"], "documents": [
+        {"title": "aircraft wing lift", "text": "crocs kids clog"}]}).json()
+    assert both["results"][0]["relevance_score"] != plain["results"][0]["relevance_score"]
+    long = {"model": "tiny-chunked", "query": "crocs", "documents": ["aircraft wing lift " * 200 + "crocs kids clog"]}
+    capped = httpx.post(url, json={**long, "max_chunks_per_doc": 10})
+    at_cap = httpx.post(url, json={**long, "max_chunks_per_doc": server.config.server.max_chunks_per_doc})
+    assert capped.status_code == 200 and capped.json()["results"] == at_cap.json()["results"]
 
 
 def test_echoed_documents_nan_and_huge_max_tokens(server):

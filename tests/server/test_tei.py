@@ -33,18 +33,19 @@ def test_raw_scores_and_return_text(server, reference):
 
 
 @pytest.mark.parametrize(("content", "status", "error_type"), [
-    (b'{"query": "q", "texts": []}', 400, "empty"),
-    (b'{"query": "  ", "texts": ["a"]}', 400, "empty"),
-    (b'{"query": "q", "texts": [1, 2]}', 422, "validation"),
-    (b'{"query": "q"}', 422, "validation"),
-    (b'{"query": "q", "texts": ["a"], "raw_scores": "yes"}', 422, "validation"),
-    (b'{"query": "q", "texts": ["a"], "model": "nope"}', 404, "not_found"),
-    (b'{"query": "q", "texts": ["a"', 422, "validation"),
-    (b'{"query": "\xff\xfe", "texts": ["a"]}', 400, "validation"),  # invalid UTF-8
-    (b"[1, 2, 3]", 422, "validation"),
-    (b"", 422, "validation"),
+    (b'{"query": "q", "texts": []}', 400, "Empty"),
+    (b'{"query": "  ", "texts": ["a"]}', 400, "Empty"),
+    (b'{"query": "q", "texts": [1, 2]}', 422, "Validation"),
+    (b'{"query": "q"}', 422, "Validation"),
+    (b'{"query": "q", "texts": ["a"], "raw_scores": "yes"}', 422, "Validation"),
+    (b'{"query": "q", "texts": ["a"], "model": "nope"}', 404, "Validation"),
+    (b'{"query": "q", "texts": ["a"', 422, "Validation"),
+    (b'{"query": "\xff\xfe", "texts": ["a"]}', 400, "Validation"),  # invalid UTF-8
+    (b"[1, 2, 3]", 422, "Validation"),
+    (b"", 422, "Validation"),
 ])
 def test_tei_errors(server, content, status, error_type):
+    """error_type takes TEI's own values (its router's ErrorType enum), which TEI clients may decode."""
     response = httpx.post(f"{server.url}/rerank", content=content, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     assert response.json()["error_type"] == error_type and isinstance(response.json()["error"], str)
@@ -52,7 +53,7 @@ def test_tei_errors(server, content, status, error_type):
 
 def test_limits_on_size(server):
     too_many = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a"] * 201})
-    assert too_many.status_code == 413 and too_many.json()["error_type"] == "payload_limit"
+    assert too_many.status_code == 413 and too_many.json()["error_type"] == "Validation"
     too_long = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a " * 30_000]})
     assert too_long.status_code == 413, too_long.text
     huge = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["a" * 40_000] * 10})
@@ -67,7 +68,7 @@ def test_chunked_body_over_the_limit(server):
         yield b'"]}'
 
     response = httpx.post(f"{server.url}/rerank", content=chunks(), headers={"content-type": "application/json"})
-    assert response.status_code == 413 and response.json()["error_type"] == "payload_limit"
+    assert response.status_code == 413 and response.json()["error_type"] == "Validation"
 
 
 def test_echoed_text_with_a_lone_surrogate_and_left_truncation(server):
@@ -75,4 +76,4 @@ def test_echoed_text_with_a_lone_surrogate_and_left_truncation(server):
     r = httpx.post(f"{server.url}/rerank", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 200 and r.json()[0]["text"] == "red \ud800 shoe"
     left = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["d"], "truncation_direction": "Left"})
-    assert left.status_code == 422 and left.json()["error_type"] == "validation"
+    assert left.status_code == 422 and left.json()["error_type"] == "Validation"

@@ -3,7 +3,10 @@
 Request: ``model``, ``query``, ``documents`` (strings or objects), ``top_n``, ``rank_fields``,
 ``return_documents``, ``max_chunks_per_doc`` (v1) or ``max_tokens_per_doc`` (v2). Response:
 ``{"id", "results": [{"index", "relevance_score", "document"?}], "meta"}`` plus Jina's
-``model`` and ``usage``. ``relevance_score`` is the sigmoid of the logit, in [0, 1].
+``model`` and ``usage``. ``relevance_score`` is the sigmoid of the logit, in [0, 1]. An object document
+is ranked on ``rank_fields``, by default its ``text`` (Cohere's rule); ``max_chunks_per_doc`` above the
+server's ``max_chunks_per_doc`` is capped to it (Cohere's default, 10, is a cap too). Errors carry Jina's
+``detail`` beside Cohere's ``message`` (Jina's clients read ``detail``).
 """
 
 from __future__ import annotations
@@ -75,8 +78,10 @@ def _body(ranked: Ranked, documents: list, return_documents: bool, version: str)
 
 
 async def _handle(request: Request, body: CohereRerankRequest, version: str) -> JSONResponse:
+    # Without rank_fields, Cohere (and Jina) rank an object document by its "text" field alone.
+    fields = body.rank_fields if body.rank_fields is not None else ["text"]
     ranked = await rerank(request, RerankQuery(
-        query=body.query, documents=body.documents, model=body.model, fields=body.rank_fields,
+        query=body.query, documents=body.documents, model=body.model, fields=fields,
         max_chunks=body.max_chunks_per_doc, max_tokens_per_doc=body.max_tokens_per_doc, top_n=body.top_n))
     return respond(request, _body(ranked, body.documents, bool(body.return_documents), version), ranked)
 

@@ -39,12 +39,17 @@ class ApiError(Exception):
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
+#: TEI's own ``error_type`` values (its router's ``ErrorType``), which TEI clients may decode as an enum
+TEI_ERROR_TYPES = {"empty": "Empty", "overloaded": "Overloaded", "unhealthy": "Unhealthy", "backend": "Backend",
+                   "timeout": "Backend", "client_closed": "Backend"}
+
+
 def tei_body(err: ApiError) -> dict:
-    return {"error": err.message, "error_type": err.kind}
+    return {"error": err.message, "error_type": TEI_ERROR_TYPES.get(err.kind, "Validation")}
 
 
 def cohere_body(err: ApiError) -> dict:
-    return {"message": err.message}
+    return {"message": err.message, "detail": err.message}  # Jina's clients read "detail"
 
 
 def openai_body(err: ApiError) -> dict:
@@ -65,6 +70,7 @@ def _error_models() -> dict[str, type]:
 
     class CohereError(BaseModel):
         message: str
+        detail: str
 
     class ErrorDetail(BaseModel):
         message: str

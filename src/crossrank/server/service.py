@@ -171,8 +171,10 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
     query, texts = _texts(q, limits.max_documents, limits.max_text_chars)
     request.state.documents = len(texts)
     chunks = q.max_chunks
-    if chunks is not None and not 1 <= chunks <= limits.max_chunks_per_doc:
-        raise ApiError("validation", f"max_chunks_per_doc must be between 1 and {limits.max_chunks_per_doc}")
+    if chunks is not None and chunks < 1:
+        raise ApiError("validation", "max_chunks_per_doc must be >= 1")
+    if chunks is not None:  # a cap asked for (Cohere's default is 10): the server's own cap bounds it
+        chunks = min(chunks, limits.max_chunks_per_doc)
     async with _admitted(request):
         batcher = await request.app.state.registry.batcher(entry.name)
         if chunks is None and q.max_tokens_per_doc is not None:
