@@ -198,3 +198,59 @@ def test_damaged_index_files_are_named(sample_index, tmp_path):
     corpus_file.unlink()
     with pytest.raises(InputError, match="lacks corpus.jsonl"):
         Index.load(tmp_path / "idx")
+
+
+def test_mmr_over_bm25_alone_embeds_no_query(sample_index, tmp_path):
+    """MMR reads the first stage's scores as relevance: a BM25-only search must not load the bi-encoder
+    to embed a query vector nobody reads."""
+    fresh = Index.load(sample_index.save(tmp_path / "idx"))
+    result = build_pipeline(fresh, retrievers=["bm25"], mmr_lambda=0.7)(QUERY, top_k=5)
+    assert result.method == "bm25+mmr" and len(result) == 5
+    assert fresh._encoder is None
+
+
+def test_min_score_of_a_fused_ranker_reads_the_models_own_scores(sample_index, tiny_ranker):
+    from crossrank.retrieval import FusedRanker
+
+    search = build_pipeline(sample_index, ranker=FusedRanker(tiny_ranker))
+    full = search(QUERY, top_k=10, window=10)
+    own = sorted((h.stage_score("rerank") for h in full), reverse=True)
+    kept = search(QUERY, top_k=10, window=10, min_score=own[3])
+    assert len(kept) == 4 and all(h.stage_score("rerank") >= own[3] for h in kept)
+    assert [h.id for h in kept] == [h.id for h in full if h.stage_score("rerank") >= own[3]]
+
+
+def test_stage_lookup_finds_each_hit_or_none():
+    from crossrank.retrieval.pipeline import Trace
+
+    rng = np.random.default_rng(0)
+    positions = rng.permutation(1000)[:300]
+    scores = np.sort(rng.random(300))[::-1]
+    hits = np.concatenate([positions[[5, 0, 299]], [100_000], rng.permutation(1000)[:50]])
+    found = Trace(positions, scores).lookup(hits)
+    for hit, at in zip(hits.tolist(), found, strict=True):
+        where = np.flatnonzero(positions == hit)
+        assert (at is None) == (len(where) == 0)
+        if at is not None:
+            assert at.rank == where[0] + 1 and at.score == scores[where[0]]
+    assert Trace(positions, None).lookup(positions[:3])[2].score is None
+
+
+def test_a_budget_deadline_pays_for_its_own_estimate(sample_index, tiny_ranker):
+    import time
+
+    texts = [sample_index.corpus.text_at(p, ["title", "text"]) for p in sample_index.bm25.search(QUERY, 25)[0]]
+    assert window_for_budget(tiny_ranker, QUERY, texts, deadline=time.perf_counter()) == 0
+    assert window_for_budget(tiny_ranker, QUERY, texts, deadline=time.perf_counter() + 60) == len(texts)
+    with pytest.raises(InputError, match="exactly one"):
+        window_for_budget(tiny_ranker, QUERY, texts, 1.0, deadline=time.perf_counter())
+
+
+def test_an_index_saved_to_a_file_or_to_the_working_directory(sample_index, tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        sample_index.save(tmp_path / "afile")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    saved = sample_index.save(".")
+    assert saved == (tmp_path / "here").resolve() and len(Index.load(saved)) == len(sample_index)

@@ -19,8 +19,8 @@ def reciprocal_rank_fusion(rankings: Mapping[str, np.ndarray], *, k: int = RRF_K
                            weights: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fuse ranked lists of positions: ``score(d) = sum_r w_r / (k + rank_r(d))`` with 1-based ranks.
 
-    Returns the positions and their fused scores, best first; ties go to the document ranked best
-    by the first list that has it, then to the lower position, so the order is deterministic.
+    Returns the positions and their fused scores, best first; ties go to the document with the best
+    rank in any list, then to the lower position, so the order is deterministic.
     """
     if k < 0:
         raise InputError(f"RRF k must be >= 0, got {k}")
@@ -48,16 +48,19 @@ def reciprocal_rank_fusion(rankings: Mapping[str, np.ndarray], *, k: int = RRF_K
     return positions[order], scores[order]
 
 
-def mmr(query_vector: np.ndarray, candidate_vectors: np.ndarray, *, lambda_: float = 0.5,
+def mmr(query_vector: np.ndarray | None, candidate_vectors: np.ndarray, *, lambda_: float = 0.5,
         top_n: int | None = None, relevance: np.ndarray | None = None) -> np.ndarray:
     """Maximal Marginal Relevance (Carbonell & Goldstein, 1998): indices into the candidates, in pick order.
 
     Each step picks ``argmax lambda * rel(d) - (1 - lambda) * max_{s picked} sim(d, s)``; ``rel``
     defaults to the similarity to the query. ``lambda_=1`` keeps the relevance order, ``0`` maximizes
-    diversity. Vectors are expected unit length (similarities are inner products).
+    diversity. Vectors are expected unit length (similarities are inner products). With ``relevance``
+    given, ``query_vector`` is not read and may be None (no query needs embedding).
     """
     if not 0.0 <= lambda_ <= 1.0:
         raise InputError(f"MMR lambda must be in [0, 1], got {lambda_}")
+    if query_vector is None and relevance is None:
+        raise InputError("MMR needs the query's vector or the candidates' relevance")
     n = len(candidate_vectors)
     top_n = n if top_n is None else min(top_n, n)
     if n == 0 or top_n <= 0:

@@ -107,9 +107,17 @@ class Index:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index to a directory (replacing an index already there, never other files)."""
-        out = Path(path)
+        out = Path(path).resolve()  # "." has no name to put a temporary sibling beside
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out} is a file; an index is a directory")
         if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
             raise InputError(f"{out} exists and is not a crossrank index; refusing to overwrite it")
+        try:
+            return self._save(out)
+        except OSError as exc:  # no permission, disk full, a parent that is a file
+            raise InputError(f"cannot write the index to {out}: {exc.strerror or exc}") from exc
+
+    def _save(self, out: Path) -> Path:
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -227,21 +227,21 @@ class Pipeline:
             n_pick = max(window, top_k)
             vectors = self.index.vectors.document_vectors(candidates)  # type: ignore[union-attr]
             relevance = first_scores / first_scores.max() if first_scores.max() > 0 else first_scores
-            picked = mmr(_query_vector(self.index, query, context), vectors, lambda_=self.mmr.lambda_,
-                         top_n=n_pick, relevance=relevance)
+            picked = mmr(None, vectors, lambda_=self.mmr.lambda_, top_n=n_pick, relevance=relevance)
             rest = np.setdiff1d(np.arange(len(candidates)), picked, assume_unique=True)
             candidates = candidates[np.concatenate([picked, rest])]
             traces["mmr"] = Trace(candidates[: len(picked)], None)
             timings["mmr"] = _ms(t0)
         reranked: dict[int, float] = {}
+        gate: dict[int, float] = {}
         fallback = None
         used_window = 0
         if self.ranker is not None and len(candidates) and window:
             used_window = min(window, len(candidates))
             texts = [self.index.corpus.text_at(int(p), self.on) for p in candidates[:used_window]]
             if budget_ms is not None:
-                remaining_s = budget_ms / 1000 - (time.perf_counter() - started)
-                used_window = min(used_window, window_for_budget(self.ranker, query, texts, remaining_s))
+                deadline = started + budget_ms / 1000
+                used_window = min(used_window, window_for_budget(self.ranker, query, texts, deadline=deadline))
                 texts = texts[:used_window]
             t0 = time.perf_counter()
             try:
@@ -259,11 +259,16 @@ class Pipeline:
                     stage_order = finite[np.argsort(-scores[finite], kind="stable")]
                     traces[stage] = Trace(head[stage_order], scores[stage_order])
                 reranked = dict(zip(ordered.tolist(), ranking.scores.tolist(), strict=True))
+                # min_score reads the model's own scores: a fused ranker's final score is an RRF sum
+                inner = getattr(self.ranker, "inner", None)
+                own = ranking.stages.get(inner.name) if inner is not None else None
+                gate = (reranked if own is None else
+                        {p: s for p, s in zip(head.tolist(), own.tolist(), strict=True) if p in reranked})
                 unranked = np.setdiff1d(head, ordered, assume_unique=True)
                 keep_order = np.isin(head, unranked)
                 candidates = np.concatenate([ordered, head[keep_order], candidates[used_window:]])
         if min_score is not None and reranked:
-            candidates = np.array([p for p in candidates.tolist() if reranked.get(p, -np.inf) >= min_score],
+            candidates = np.array([p for p in candidates.tolist() if gate.get(p, -np.inf) >= min_score],
                                   dtype=np.int64)
         documents = self.documents or self.index.corpus
         hits = []
@@ -293,9 +298,13 @@ class Trace(NamedTuple):
         """Each hit's rank and score in this stage, ``None`` where the stage did not see it."""
         if not len(hits) or not len(self.positions):
             return [None] * len(hits)
-        match = self.positions[None, :] == hits[:, None]
-        seen = match.any(axis=1)
-        at = match.argmax(axis=1)
+        # Sorted search, not a hits x positions match matrix: that was quadratic (20,000 hits of a
+        # 100k-document stage built a 2 GB boolean matrix).
+        by_position = np.argsort(self.positions, kind="stable")
+        sorted_positions = self.positions[by_position]
+        slot = np.minimum(np.searchsorted(sorted_positions, hits), len(sorted_positions) - 1)
+        seen = sorted_positions[slot] == hits
+        at = by_position[slot]
         scores = self.scores.tolist() if self.scores is not None else None
         return [StageScore(int(i) + 1, None if scores is None else scores[i]) if ok else None
                 for i, ok in zip(at.tolist(), seen.tolist(), strict=True)]

@@ -179,14 +179,20 @@ def _estimate(ranker: Ranker, query: str, texts: Sequence[str]) -> np.ndarray:
     return estimate(query, texts)
 
 
-def window_for_budget(ranker: Ranker, query: str, texts: Sequence[str], remaining_s: float) -> int:
-    """The largest n such that ranking the first n texts is predicted to fit ``remaining_s``."""
+def window_for_budget(ranker: Ranker, query: str, texts: Sequence[str], remaining_s: float | None = None, *,
+                      deadline: float | None = None) -> int:
+    """The largest n such that ranking the first n texts is predicted to take at most ``remaining_s``,
+    or to end by ``deadline`` (a ``time.perf_counter()`` instant). With a deadline the estimate itself
+    (it tokenizes the window) is paid from the budget: the time left is read after it."""
+    if (remaining_s is None) == (deadline is None):
+        raise InputError("window_for_budget needs remaining_s or deadline, exactly one")
     if not texts:
         return 0
     predicted = _estimate(ranker, query, texts)  # first: a ranker without a cost model fails every time
-    if remaining_s <= 0:
+    left = float(remaining_s) if deadline is None else deadline - time.perf_counter()  # type: ignore[arg-type]
+    if left <= 0:
         return 0
-    return int(np.searchsorted(predicted, remaining_s, side="right"))
+    return int(np.searchsorted(predicted, left, side="right"))
 
 
 def default_ranker(model: str | os.PathLike[str] | None = None, **options: Any) -> LocalRanker:
