@@ -21,7 +21,7 @@ def read_objects(path: Path, *, errors: str = "replace", required: str | None = 
     if not path.is_file():
         raise InputError(f"{path} not found")
     rows = []
-    with path.open(encoding="utf-8", errors=errors) as fh:
+    with path.open(encoding="utf-8-sig", errors=errors) as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -81,3 +81,19 @@ def test_measure_labels_and_unknown_measures():
     assert both["ndcg@10"] == both["nDCG@10"] > 0
     with pytest.raises(InputError, match="unknown measure"):
         evaluate(run, qrels, ["p@1"])
+
+
+def test_queries_no_document_of_the_corpus_answers_and_queries_without_text(tmp_path):
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n1\td1\t1\n2\tgone\t1\n3\td1\t1\n3\tgone\t2\n")
+    (tmp_path / "corpus.jsonl").write_bytes(b'\xef\xbb\xbf{"_id": "d1", "text": "x"}\n')  # a BOM, as Windows writes
+    (tmp_path / "queries.jsonl").write_text('{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"}\n'
+                                            '{"_id": "3", "text": "c"}\n')
+    collection = load_collection(tmp_path)
+    assert sorted(collection.queries) == ["1", "3"]  # query 2's only relevant document is not in the corpus
+    (note,) = collection.notes
+    assert "2 positive judgments name documents not in corpus.jsonl" in note and "1 queries" in note
+    (tmp_path / "queries.jsonl").write_text('{"_id": "1", "text": "  "}\n')
+    with pytest.raises(InputError, match="judged query '1' has no text"):
+        load_collection(tmp_path)

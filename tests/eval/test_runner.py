@@ -66,3 +66,17 @@ def test_eval_with_dense_windows_leaves_short_documents_alone():
     by_method = {r["method"]: r for r in json.loads(result.stdout)["results"]}
     assert by_method["dense"]["ndcg@10"] == pytest.approx(0.4975, abs=0.001)
     assert by_method["hybrid"]["ndcg@10"] == pytest.approx(0.519, abs=0.002)
+
+
+def test_a_window_of_zero_is_refused_for_rerank_rows_and_fallbacks_are_shown(tiny_model, capsys):
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25,bm25+rerank", "--window", "0",
+                                      "--model", str(tiny_model)])
+    assert result.exit_code == 2 and "reranks nothing" in result.output
+    from crossrank.cli.evaluate import _print_table
+    from crossrank.eval.runner import MethodResult
+
+    failed = MethodResult("bm25+rerank", "adi", {"ndcg@10": 0.5, "mrr@10": 0.6, "recall@100": 0.9}, {},
+                          queries=35, fallbacks=35)
+    _print_table([failed], [])
+    shown = capsys.readouterr().out
+    assert "35/35 not reranked" in shown and "the ranker failed on 35 of 35" in shown

@@ -95,3 +95,12 @@ def test_invalid_utf8_bytes_are_replaced_not_fatal(tmp_path):
     (tmp_path / "c.csv").write_bytes(b"id,text\na,bear \xff cub\n")
     for name in ("c.jsonl", "c.csv"):
         assert load_corpus(tmp_path / name).text_at(0, ["text"]) == "bear \ufffd cub"
+
+
+def test_files_that_start_with_a_byte_order_mark(tmp_path):
+    """Excel and Windows tools write a UTF-8 BOM: it is not part of the first field's name or the JSON."""
+    (tmp_path / "c.csv").write_bytes(b"\xef\xbb\xbfid,title,text\n1,Bears,family movie\n")
+    (tmp_path / "c.jsonl").write_bytes(b'\xef\xbb\xbf{"id": "1", "title": "Bears", "text": "family movie"}\n')
+    for name in ("c.csv", "c.jsonl"):
+        corpus = load_corpus(tmp_path / name)
+        assert corpus.ids == ["1"] and corpus.documents[0]["title"] == "Bears"

@@ -67,6 +67,8 @@ def eval_command(
             parsed += [parse_method(m) for m in missing]
         if not parsed:
             raise typer.BadParameter("no method given")
+        if window < 1 and any(m.rerank for m in parsed):
+            raise InputError(f"--window {window} reranks nothing: a '+rerank' row would be its first stage's")
         ranker = None
         if any(m.rerank for m in parsed):
             from crossrank.retrieval import LocalRanker
@@ -75,6 +77,8 @@ def eval_command(
         results, comparisons = [], []
         for path in _collections(data_dir):
             collection = load_collection(path, split)
+            for note in collection.notes:
+                console.print(f"[yellow]{collection.name}: {note}[/]")
             with Progress(console=console, transient=True, disable=as_json) as bar:
                 task = bar.add_task(f"{collection.name}: index", total=None)
 
@@ -122,14 +126,22 @@ def _print_table(results: list, comparisons: list) -> None:
     table = Table(title="crossrank eval", show_lines=False)
     for col in ("collection", "method", "NDCG@10", "MRR@10", "R@100", "first stage ms", "rerank ms", "total ms"):
         table.add_column(col, justify="left" if col in ("collection", "method") else "right")
+    fell_back = []
     for r in results:
         lat = r.latency_ms
-        table.add_row(r.collection, r.method, f"{r.measures['ndcg@10']:.3f}", f"{r.measures['mrr@10']:.3f}",
+        method = r.method
+        if r.fallbacks:  # the ranker failed on some queries: those kept their first-stage order
+            method += f" ({r.fallbacks}/{r.queries} not reranked)"
+            fell_back.append(r)
+        table.add_row(r.collection, method, f"{r.measures['ndcg@10']:.3f}", f"{r.measures['mrr@10']:.3f}",
                       f"{r.measures['recall@100']:.3f}", f"{lat.get('first_stage', {}).get('p50', 0):.1f}",
                       f"{lat['rerank']['p50']:.1f}" if "rerank" in lat else "-",
                       f"{lat.get('total', {}).get('p50', 0):.1f}")
     console = Console(width=None if Console().is_terminal else 120)
     console.print(table)
+    for r in fell_back:
+        console.print(f"[yellow]{r.collection} {r.method}: the ranker failed on {r.fallbacks} of {r.queries} "
+                      "queries, which kept their first-stage order (see the log)[/]")
     for name, c in comparisons:
         verdict = "significant" if c.significant() else "not significant"
         change = "n/a" if c.relative is None else format(c.relative, "+.1%")

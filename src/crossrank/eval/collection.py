@@ -1,7 +1,7 @@
 """Read a judged collection in BEIR layout: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/{split}.tsv``.
 
-Only the queries that have judgments in the split are kept: an unjudged query would count as a zero
-for every method and drag all of them down alike, hiding real differences.
+Only the queries that have a positive judgment of a document in the corpus are kept: any other query
+would count as a zero for every method and drag all of them down alike, hiding real differences.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class Collection:
     corpus: dict[str, dict]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]] = field(repr=False)
+    notes: list[str] = field(default_factory=list, repr=False)  # what loading left out, for the user
 
     @property
     def corpus_path(self) -> Path:
@@ -75,8 +76,26 @@ def load_collection(path: str | Path, split: str = "test") -> Collection:
     qrels = read_qrels(root / "qrels" / f"{split}.tsv")
     corpus = {str(row["_id"]): row for row in _read_jsonl(root / "corpus.jsonl")}
     queries = {str(row["_id"]): str(row.get("text") or "") for row in _read_jsonl(root / "queries.jsonl")}
-    judged = {qid: queries[qid] for qid in qrels if qid in queries and any(g > 0 for g in qrels[qid].values())}
+    judged: dict[str, str] = {}
+    unfindable = absent = 0
+    for qid, grades in qrels.items():
+        positives = [d for d, g in grades.items() if g > 0]
+        if qid not in queries or not positives:
+            continue
+        absent += sum(d not in corpus for d in positives)
+        if all(d not in corpus for d in positives):  # it scores 0 for every method: noise, not signal
+            unfindable += 1
+            continue
+        if not queries[qid].strip():
+            raise InputError(f"{root / 'queries.jsonl'}: judged query {qid!r} has no text")
+        judged[qid] = queries[qid]
     if not judged:
-        raise InputError(f"{root}: no query in queries.jsonl has a positive judgment in qrels/{split}.tsv")
+        raise InputError(f"{root}: no query in queries.jsonl has a positive judgment in qrels/{split}.tsv"
+                         + (" of a document in corpus.jsonl" if unfindable else ""))
+    notes = []
+    if absent:
+        notes.append(f"{absent} positive judgments name documents not in corpus.jsonl"
+                     + (f"; {unfindable} queries whose relevant documents are all missing were left out"
+                        if unfindable else ""))
     return Collection(name=root.name, path=root, corpus=corpus, queries=judged,
-                      qrels={qid: qrels[qid] for qid in judged})
+                      qrels={qid: qrels[qid] for qid in judged}, notes=notes)

@@ -164,7 +164,7 @@ def load_corpus(path: str | os.PathLike[str], *, id_field: str | None = None, fo
 
 def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
     # Invalid UTF-8 becomes U+FFFD (as read_objects does for corpora): one bad byte must not stop an index.
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -176,7 +176,7 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
 
 def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         if not reader.fieldnames:
             return

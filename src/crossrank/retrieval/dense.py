@@ -417,7 +417,11 @@ class VectorIndex:
         owner = np.load(directory / "owner.npy") if (directory / "owner.npy").exists() else None
         if not ann:
             return cls(vectors, ann=False, owner=owner)
-        from usearch.index import Index
+        try:
+            from usearch.index import Index
+        except ImportError as exc:
+            raise MissingDependencyError("loading an index with approximate vector search", "retrieval",
+                                         "usearch") from exc
 
         index = Index.restore(str(directory / "hnsw.usearch"))
         if index is None:
