@@ -110,7 +110,8 @@ def search(
     rrf_k: Annotated[int, typer.Option(help="RRF constant k")] = 60,
     weights: Annotated[str | None, typer.Option(help="RRF weights, e.g. bm25=1,dense=0.5")] = None,
     mmr: Annotated[float | None, typer.Option(help="MMR lambda (1 = relevance only); off by default")] = None,
-    min_score: Annotated[float | None, typer.Option(help="drop reranked hits scoring below this")] = None,
+    min_score: Annotated[float | None, typer.Option(
+        help="keep only reranked hits the model scored at least this (with --fuse: the model's own score)")] = None,
     budget_ms: Annotated[float | None, typer.Option(help="latency budget: shrink the window to fit it")] = None,
     cascade_model: Annotated[str | None, typer.Option(help="a larger cross-encoder for the survivors of --model")]
     = None,

@@ -40,7 +40,13 @@ class StageScore:
 
 @dataclass
 class Hit:
-    """One result: the document, its final rank and score, and its trace through the stages."""
+    """One result: the document, its final rank and score, and its trace through the stages.
+
+    ``rank`` is the order. ``score`` is the score of the last stage that placed the hit — the reranker's
+    inside the window, the first stage's after it (and for candidates a cascade pruned) — so scores of
+    hits on either side of the window are on different scales and must not be sorted together; compare
+    like with like through ``stages``.
+    """
 
     id: str
     position: int
