@@ -12,6 +12,7 @@ from crossrank.errors import (
     InputError,
     MissingDependencyError,
     ModelLoadError,
+    ScoringStopped,
 )
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "ModelLoadError",
     "RankedDocument",
     "ScoreStats",
+    "ScoringStopped",
     "__version__",
     *_RETRIEVAL,
 ]

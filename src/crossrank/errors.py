@@ -31,6 +31,10 @@ class BackendError(CrossrankError):
     """A backend failed while running a batch (out of memory, runtime error)."""
 
 
+class ScoringStopped(CrossrankError):
+    """Scoring was stopped between engine batches because its caller asked (``stop=``): nobody waits."""
+
+
 class MissingDependencyError(CrossrankError):
     """An optional dependency is needed for this feature; the message names the extra to install."""
 

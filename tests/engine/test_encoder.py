@@ -226,3 +226,19 @@ def test_softmax_over_chunked_windows_is_a_distribution(tiny_model, tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     logits = ce3.score([("crocs", long_doc)], max_chunks_per_doc=4, activation="raw")[0]
     np.testing.assert_allclose(probs[0], np.exp(logits) / np.exp(logits).sum(), atol=1e-6)
+
+
+def test_stop_is_polled_between_batches(ce):
+    from crossrank import ScoringStopped
+
+    pairs = [("crocs", f"kids clog number {i} " * 8) for i in range(200)]
+    polls = []
+
+    def stop_after_three() -> bool:
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(ScoringStopped, match="after 3 batches"):
+        ce.score_with_stats(pairs, stop=stop_after_three)
+    scores, stats = ce.score_with_stats(pairs, stop=lambda: False)
+    assert len(stats.batches) > 3 and np.allclose(scores, ce.score(pairs))

@@ -116,3 +116,29 @@ def test_cache_evicts_least_recently_used():
     assert cache_key("m", "raw", 1, "ab", "c") != cache_key("m", "raw", 1, "a", "bc")
     # a NUL inside the query or text cannot make two splits of the same characters meet
     assert cache_key("m", "raw", 1, "heat\x00flow", "layer") != cache_key("m", "raw", 1, "heat", "flow\x00layer")
+
+
+def test_an_abandoned_running_job_stops_at_the_next_batch_and_frees_the_worker(encoder):
+    """A request that timed out or whose client left must not keep the model busy for the rest of its
+    documents: the engine stops between batches, and the next request is served."""
+    import time
+
+    from crossrank import ScoringStopped
+
+    batcher = Batcher("tiny", encoder, max_wait_s=0.0)
+    try:
+        big = batcher.submit("crocs", [f"crocs kids clog {i} " * 20 for i in range(30_000)], activation="raw",
+                             chunks=1)
+        deadline = time.monotonic() + 30
+        while not big.running() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        big.abandon()
+        with pytest.raises(ScoringStopped):
+            big.result(timeout=60)
+        after = batcher.submit("q", ["a"], activation="raw", chunks=1).result(timeout=60)
+        assert after.scores.shape == (1,)
+        queued = batcher.submit("q", ["b"] * 3, activation="raw", chunks=1)
+        queued.abandon()  # not running yet, or done: either way nobody gets a stale answer
+        assert queued.cancelled() or queued.done()
+    finally:
+        batcher.close()

@@ -62,3 +62,26 @@ def test_api_keys(start, tiny_model):
         counted = [line for line in httpx.get(f"{srv.url}/metrics").text.splitlines()
                    if line.startswith("crossrank_requests_total") and 'status="401"' in line]
         assert any('route="/v2/rerank"' in line and 'model="-"' in line for line in counted)
+
+
+def test_a_body_that_stalls_is_408_and_its_connection_is_closed(start, tiny_config):
+    """A client that sends part of a body and stops must not hold a buffer and a connection forever."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    with start(tiny_config(body_timeout_s=1)) as srv:
+        url = urlsplit(srv.url)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            sock.sendall(b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + b'{"query": "q", ')
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        assert json.loads(body)["error_type"] == "Validation" and "did not arrive" in json.loads(body)["error"]
+        assert httpx.post(f"{srv.url}/rerank", json={"query": "q", "texts": ["a"]}).status_code == 200

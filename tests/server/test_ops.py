@@ -121,3 +121,20 @@ def test_a_calibrated_model_answers_calibrated_probabilities(start, tiny_model, 
         np.testing.assert_allclose([scores[i] for i in range(3)], 1 / (1 + np.exp(-(2.0 * raw - 1.0))), atol=1e-5)
         tei = httpx.post(f"{srv.url}/rerank", json={"query": "crocs", "texts": docs, "raw_scores": True}).json()
         np.testing.assert_allclose(sorted(r["score"] for r in tei), sorted(raw), atol=1e-5)
+
+
+def test_a_slow_load_answers_503_within_the_timeout_and_goes_on_loading(start, tiny_model):
+    """A request for a model still loading waits at most request_timeout_s (the load itself is not cut
+    short: the next request finds the model ready)."""
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1}},
+                               "server": {"preload": False, "request_timeout_s": 0.001}})
+    with start(config, wait_ready=False) as srv:
+        waiting = httpx.post(f"{srv.url}/v2/rerank", json={"query": "crocs", "documents": ["crocs clog"]})
+        assert waiting.status_code == 503 and "still loading" in waiting.json()["message"]
+        assert waiting.headers["retry-after"] == "1"
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{srv.url}/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(f"{srv.url}/ready").json()["models"] == {"tiny": "ready"}

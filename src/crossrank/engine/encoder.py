@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,7 +18,7 @@ from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collat
 from crossrank.engine.documents import document_texts, query_text
 from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve
 from crossrank.engine.tokenize import PairTokenizer
-from crossrank.errors import InputError, ModelLoadError
+from crossrank.errors import InputError, ModelLoadError, ScoringStopped
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -206,9 +206,12 @@ class CrossEncoder:
     predict = score  # sentence-transformers' name
 
     def score_with_stats(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
-                         max_chunks_per_doc: int | None = None) -> tuple[np.ndarray, ScoreStats]:
+                         max_chunks_per_doc: int | None = None,
+                         stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, ScoreStats]:
+        """Scores and what they cost. ``stop`` is polled before each engine batch; when it returns True
+        the call raises :class:`~crossrank.errors.ScoringStopped` (a server drops abandoned work so)."""
         queries, texts = self._split_pairs(pairs)
-        return self._score(queries, texts, activation, max_chunks_per_doc)
+        return self._score(queries, texts, activation, max_chunks_per_doc, stop)
 
     def score_documents(self, query: Any, documents: Sequence[Any], *, on: Sequence[str] | None = None,
                         activation: str | None = None, max_chunks_per_doc: int | None = None
@@ -263,7 +266,8 @@ class CrossEncoder:
         return queries, texts
 
     def _score(self, queries: list[str], texts: list[str], activation: str | None,
-               max_chunks_per_doc: int | None) -> tuple[np.ndarray, ScoreStats]:
+               max_chunks_per_doc: int | None, stop: Callable[[], bool] | None = None
+               ) -> tuple[np.ndarray, ScoreStats]:
         activation = self._resolve_activation(activation or self.activation)
         chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
         _check_positive("max_chunks_per_doc", chunks)
@@ -286,6 +290,8 @@ class CrossEncoder:
         row_logits = np.empty((enc.rows, self.num_labels), dtype=np.float32)
         t1 = time.perf_counter()
         for rows in plan(enc.lengths, self.max_batch_tokens, self.max_batch_size):
+            if stop is not None and stop():
+                raise ScoringStopped(f"stopped after {len(stats.batches)} batches: the caller no longer waits")
             batch = collate(enc, rows, self.tokenizer.pad_id)
             row_logits[rows] = self.backend.run(batch.input_ids, batch.attention_mask, batch.token_type_ids)
             stats.batches.append(len(rows))

@@ -37,10 +37,13 @@ ErrorBody = Callable[[ApiError], dict]
 
 
 class BodyLimit:
-    """Refuse bodies over ``max_bytes`` with 413 before any parsing (Content-Length or counted)."""
+    """Refuse bodies over ``max_bytes`` with 413 before any parsing (Content-Length or counted), and
+    bodies that do not arrive within ``timeout_s`` with 408: a client that sends part of a body and
+    stalls must not hold its buffer (up to ``max_bytes``) and its connection forever."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, render: Callable[[str, ApiError], Response]) -> None:
-        self.app, self.max_bytes, self.render = app, max_bytes, render
+    def __init__(self, app: ASGIApp, max_bytes: int, render: Callable[[str, ApiError], Response],
+                 timeout_s: float) -> None:
+        self.app, self.max_bytes, self.render, self.timeout_s = app, max_bytes, render, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -51,21 +54,17 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self.render(scope["path"], too_big)(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self.render(scope["path"], too_big)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:  # asyncio.wait_for, not asyncio.timeout: Python 3.10 is supported
+            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
+        except asyncio.TimeoutError:
+            slow = ApiError("body_timeout", f"the request body did not arrive within {self.timeout_s:g} s")
+            await self.render(scope["path"], slow)(scope, receive, send)
+            return
+        if body is None:  # the client left
+            return
+        if len(body) > self.max_bytes:
+            await self.render(scope["path"], too_big)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -76,6 +75,20 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or as much as passes the limit (the caller refuses it), or None on disconnect."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_bytes or not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 class Observe:
@@ -203,7 +216,8 @@ def create_app(config: Config) -> FastAPI:
         response.status_code = exc.status_code  # e.g. 405 keeps its status, in our JSON shape
         return response
 
-    app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error)
+    app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error,
+                       timeout_s=config.server.body_timeout_s)
     app.add_middleware(ApiKeyGate, keys=config.server.api_keys, render=render_error)  # before any body is read
     app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer
 

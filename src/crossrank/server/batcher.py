@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crossrank.engine import CrossEncoder, ScoreStats
+from crossrank.errors import ScoringStopped
 from crossrank.server.cache import CacheKey, ScoreCache, cache_key
 
 log = logging.getLogger("crossrank.server")
@@ -46,13 +47,30 @@ class ScoreResult:
     cache_hits: int = 0
 
 
+class JobFuture(Future):
+    """A job's future; ``abandon()`` says nobody waits for it any more.
+
+    A queued job is then cancelled (the worker skips it). A running one cannot be: the engine polls
+    ``abandoned`` between its batches and stops, so a request that timed out or whose client left does
+    not keep the model busy for the rest of its documents.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.cancel()
+
+
 @dataclass
 class _Job:
     query: str
     texts: list[str]
     activation: str
     chunks: int
-    future: Future = field(default_factory=Future)
+    future: JobFuture = field(default_factory=JobFuture)
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -82,10 +100,11 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        """Requests waiting for the worker (the queue-depth gauge)."""
-        return self._depth
+        """Jobs waiting for the worker (the queue-depth gauge): one per request, one per distinct query of
+        a Metarank request; a cancelled job counts until the worker skips it."""
+        return self._depth + (self._held is not None)
 
-    def submit(self, query: str, texts: list[str], *, activation: str, chunks: int) -> Future:
+    def submit(self, query: str, texts: list[str], *, activation: str, chunks: int) -> JobFuture:
         """Enqueue one request; the future resolves to a :class:`ScoreResult` or the engine's exception."""
         job = _Job(query, texts, activation, chunks)
         with self._lock:
@@ -155,6 +174,10 @@ class Batcher:
     def _score_group(self, jobs: list[_Job]) -> None:
         try:
             self._score_merged(jobs)
+        except ScoringStopped as exc:  # every caller of the call had gone: nothing to retry or answer
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
             if len(jobs) == 1:
                 if not jobs[0].future.done():
@@ -181,7 +204,9 @@ class Batcher:
                    else [list(range(len(j.texts))) for j in jobs])
         pairs = [(j.query, j.texts[i]) for j, miss in zip(jobs, missing, strict=True) for i in miss]
         if pairs:
-            scores, stats = self.encoder.score_with_stats(pairs, activation=activation, max_chunks_per_doc=chunks)
+            scores, stats = self.encoder.score_with_stats(
+                pairs, activation=activation, max_chunks_per_doc=chunks,
+                stop=lambda: all(j.future.abandoned for j in jobs))
             if self.on_batch is not None:
                 self.on_batch(stats)
         else:  # every score came from the cache

@@ -53,6 +53,7 @@ class ServerConfig:
     max_concurrent_requests: int = 64
     max_chunks_per_doc: int = 8  # the most windows a client may ask for per document
     request_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0  # a request body must arrive within this (408), so a stalled upload frees its buffer
     batch_wait_ms: float = 2.0  # how long the batcher waits for more requests to coalesce
     max_batch_pairs: int = 256  # pairs per coalesced engine call (one big request may exceed it alone)
     cache_size: int = 0  # LRU entries of (model, activation, chunks, query, text) -> score; 0 disables
@@ -78,10 +79,10 @@ class Config:
                     "max_chunks_per_doc", "max_batch_pairs"):
             if getattr(self.server, key) < 1:
                 raise ConfigError(f"server.{key} must be >= 1")
-        if not (0 < self.server.request_timeout_s < math.inf) or not (0 <= self.server.batch_wait_ms < math.inf) \
-                or self.server.cache_size < 0:
-            raise ConfigError("server.request_timeout_s must be finite and > 0, batch_wait_ms finite and >= 0, "
-                              "cache_size >= 0")
+        if not (0 < self.server.request_timeout_s < math.inf) or not (0 < self.server.body_timeout_s < math.inf) \
+                or not (0 <= self.server.batch_wait_ms < math.inf) or self.server.cache_size < 0:
+            raise ConfigError("server.request_timeout_s and body_timeout_s must be finite and > 0, batch_wait_ms "
+                              "finite and >= 0, cache_size >= 0")
         if not self.server.host.strip():
             raise ConfigError("server.host is empty (an unset variable?): say which address to listen on")
         if not 0 <= self.server.port <= 65535:

@@ -12,6 +12,7 @@ STATUS = {
     "bad_request": 400,
     "unauthorized": 401,
     "not_found": 404,
+    "body_timeout": 408,
     "payload_limit": 413,
     "validation": 422,
     "overloaded": 429,
@@ -58,7 +59,7 @@ def openai_body(err: ApiError) -> dict:
 
 # --- what the OpenAPI schema says about errors (so clients and schemathesis can rely on it) ---
 
-CLIENT_STATUSES = (400, 401, 404, 413, 422, 429, 500, 503, 504)
+CLIENT_STATUSES = (400, 401, 404, 408, 413, 422, 429, 500, 503, 504)
 
 
 def _error_models() -> dict[str, type]:
@@ -89,7 +90,8 @@ def error_responses(dialect: str) -> dict[int | str, dict]:
     """The route's error statuses, each with the dialect's body shape, for ``responses=`` on a route."""
     model = ERROR_MODELS[dialect]
     described = {400: "bad input (empty query, undecodable body)", 401: "missing or wrong API key",
-                 404: "unknown model", 413: "body or documents over the server's limits",
+                 404: "unknown model", 408: "the body did not arrive within body_timeout_s",
+                 413: "body or documents over the server's limits",
                  422: "a field of the wrong type or out of range", 429: "too many concurrent requests (Retry-After)",
                  500: "unexpected error (logged)", 503: "model not loaded or inference failed",
                  504: "request timed out"}

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from crossrank.errors import CrossrankError
@@ -32,6 +33,7 @@ class ModelEntry:
     failed_at: float = 0.0
     batcher: Batcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    loader: asyncio.Future | None = None  # the one load every waiting request shares
 
 
 class ModelRegistry:
@@ -50,6 +52,9 @@ class ModelRegistry:
         self.cache = cache
         self.entries = {name: ModelEntry(name, m) for name, m in config.models.items()}
         self._closed = False
+        # Loads on request run here, one thread per model at most, never in the event loop's default
+        # executor (requests waiting there for a slow load would starve every other to_thread user).
+        self._loads = ThreadPoolExecutor(max_workers=max(1, len(self.entries)), thread_name_prefix="crossrank-load")
 
     @property
     def ready(self) -> bool:
@@ -63,11 +68,18 @@ class ModelRegistry:
             raise ApiError("not_found", f"model {name!r} is not served here; models: {sorted(self.entries)}")
         return entry
 
-    async def batcher(self, name: str | None) -> Batcher:
-        """The batcher of a model, loading it off the event loop if it is not loaded yet."""
+    async def batcher(self, name: str | None, timeout: float | None = None) -> Batcher:
+        """The batcher of a model, loading it off the event loop if it is not loaded yet; a load that
+        does not finish within ``timeout`` is a 503 for this request (the load goes on for the next)."""
         entry = self.entry(name)
         if entry.batcher is None:
-            await asyncio.to_thread(self.load, entry)
+            if entry.loader is None or entry.loader.done():
+                entry.loader = asyncio.get_running_loop().run_in_executor(self._loads, self.load, entry)
+            try:
+                await asyncio.wait_for(asyncio.shield(entry.loader), timeout)
+            except TimeoutError:
+                raise ApiError("unhealthy", f"model {entry.name!r} is still loading; retry shortly",
+                               retry_after=1) from None
         if entry.batcher is None:
             wait = max(1, round(self.retry_after_s - (time.monotonic() - entry.failed_at)))
             raise ApiError("unhealthy", f"model {entry.name!r} failed to load: {entry.error} "
@@ -92,6 +104,9 @@ class ModelRegistry:
                 if encoder.num_labels != 1:
                     raise CrossrankError(f"it has {encoder.num_labels} labels; the server serves one-score rerankers")
                 encoder.score([("warm up", "the first call builds the tokenizer's truncation state")])
+                if self._closed:  # shut down while loading: nobody will close a batcher made now
+                    entry.state = "pending"
+                    return
             except Exception as exc:  # noqa: BLE001 - a runtime's own error must not leave the entry "loading"
                 entry.state, entry.error = "failed", str(exc) if isinstance(exc, CrossrankError) else repr(exc)
                 entry.failed_at = time.monotonic()
@@ -127,7 +142,12 @@ class ModelRegistry:
     def close(self, timeout: float | None = None) -> None:
         """Stop loading, drain every batcher (queued requests are answered), stop the workers."""
         self._closed = True
+        self._loads.shutdown(wait=False, cancel_futures=True)
         for e in self.entries.values():
-            with e.lock:
+            if not e.lock.acquire(blocking=False):
+                continue  # loading: the load sees _closed and makes no batcher; do not wait for it
+            try:
                 if e.batcher is not None:
                     e.batcher.close(timeout)
+            finally:
+                e.lock.release()

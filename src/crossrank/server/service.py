@@ -140,9 +140,13 @@ async def _scores(request: Request, batcher: Batcher, query: str, texts: list[st
         raise ApiError("unhealthy", str(exc)) from None
     scored = asyncio.wrap_future(future)
     gone: asyncio.Future = request.state.gone
-    await asyncio.wait({scored, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    if not scored.done():
-        scored.cancel()  # and the job with it: still queued, the worker skips it
+    try:
+        await asyncio.wait({scored, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not scored.done():  # timed out, client gone, or this task cancelled (a sibling failed)
+            future.abandon()  # queued: skipped; running: the engine stops at its next batch
+            scored.cancel()
+    if not scored.done() or scored.cancelled():
         if gone.done():
             raise ApiError("client_closed", "the client closed the connection before the scores were ready")
         raise ApiError("timeout", f"the request took longer than {timeout:g} s")
@@ -176,7 +180,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
     if chunks is not None:  # a cap asked for (Cohere's default is 10): the server's own cap bounds it
         chunks = min(chunks, limits.max_chunks_per_doc)
     async with _admitted(request):
-        batcher = await request.app.state.registry.batcher(entry.name)
+        batcher = await request.app.state.registry.batcher(entry.name, limits.request_timeout_s)
         if chunks is None and q.max_tokens_per_doc is not None:
             # As many model windows as cover about that many document tokens, within the server's limit.
             chunks = min(-(-q.max_tokens_per_doc // batcher.encoder.max_length), limits.max_chunks_per_doc)
@@ -207,7 +211,7 @@ async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any
         texts.append(t)
     request.state.documents = len(pairs)
     async with _admitted(request):
-        batcher = await request.app.state.registry.batcher(entry.name)
+        batcher = await request.app.state.registry.batcher(entry.name, limits.request_timeout_s)
         activation = _activation(batcher, raw_scores)
         results = await asyncio.gather(*(
             _scores(request, batcher, q, [texts[i] for i in rows], activation, batcher.encoder.max_chunks_per_doc)
