@@ -16,12 +16,12 @@ def ce(tiny_model):
     return CrossEncoder(tiny_model, backend="onnx", activation="raw")
 
 
-def reference(path, pairs, max_length=64):
+def reference(path, pairs, max_length=64, truncation_side="right"):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path), truncation_side=truncation_side)
     enc = tok([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation="only_second",
               max_length=max_length, return_tensors="pt")
     with torch.no_grad():
@@ -242,3 +242,16 @@ def test_stop_is_polled_between_batches(ce):
         ce.score_with_stats(pairs, stop=stop_after_three)
     scores, stats = ce.score_with_stats(pairs, stop=lambda: False)
     assert len(stats.batches) > 3 and np.allclose(scores, ce.score(pairs))
+
+
+def test_left_truncation_keeps_the_documents_end_as_transformers_does(tiny_model, ce):
+    """TEI's truncation_direction Left: a long document loses tokens from its start, the query is kept."""
+    long_docs = [("crocs", "aircraft wing lift " * 30 + "crocs kids clog"),
+                 ("heat flow", "the best red shoe " * 25 + "boundary layer heat flow"),
+                 ("crocs", "a short clog"), ("wing", "lift " * 5000 + " wing")]  # the last needs the end precut
+    left = ce.score(long_docs, truncation_side="left")
+    np.testing.assert_allclose(left, reference(tiny_model, long_docs, truncation_side="left"), atol=1e-4)
+    right = ce.score(long_docs)
+    assert not np.allclose(left[:2], right[:2]) and left[2] == pytest.approx(right[2], abs=1e-6)
+    with pytest.raises(InputError, match="truncation_side"):
+        ce.score(long_docs, truncation_side="middle")

@@ -71,9 +71,20 @@ def test_chunked_body_over_the_limit(server):
     assert response.status_code == 413 and response.json()["error_type"] == "Validation"
 
 
-def test_echoed_text_with_a_lone_surrogate_and_left_truncation(server):
+def test_echoed_text_with_a_lone_surrogate_and_left_truncation(server, tiny_model):
     body = '{"query": "shoe", "texts": ["red \\ud800 shoe"], "return_text": true}'
     r = httpx.post(f"{server.url}/rerank", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 200 and r.json()[0]["text"] == "red \ud800 shoe"
-    left = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": ["d"], "truncation_direction": "Left"})
-    assert left.status_code == 422 and left.json()["error_type"] == "Validation"
+    # Left truncation (Haystack's TruncationDirection.LEFT) keeps a long text's end, as TEI does
+    from crossrank import CrossEncoder
+
+    texts = ["aircraft wing lift " * 40 + "crocs kids clog", "crocs kids clog " + "aircraft wing lift " * 40]
+    engine = CrossEncoder(tiny_model, backend="onnx", activation="raw")
+    want = {side: engine.score([("crocs", t) for t in texts], truncation_side=side) for side in ("left", "right")}
+    assert not np.array_equal(want["left"], want["right"])
+    for side, direction in (("left", "Left"), ("right", "Right")):
+        got = httpx.post(f"{server.url}/rerank", json={"query": "crocs", "texts": texts, "raw_scores": True,
+                                                       "truncation_direction": direction})
+        assert got.status_code == 200
+        by_index = [r["score"] for r in sorted(got.json(), key=lambda r: r["index"])]
+        np.testing.assert_allclose(by_index, want[side], atol=1e-6)

@@ -194,24 +194,26 @@ class CrossEncoder:
     # -- scoring -----------------------------------------------------------------------------
 
     def score(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
-              max_chunks_per_doc: int | None = None) -> np.ndarray:
+              max_chunks_per_doc: int | None = None, truncation_side: str = "right") -> np.ndarray:
         """One score per pair, in the caller's order.
 
         Returns shape ``(n,)`` for single-label models and ``(n, num_labels)`` otherwise. An empty
-        list gives an empty array. Identical pairs are scored once.
+        list gives an empty array. Identical pairs are scored once. A document longer than the window
+        keeps its start, or its end with ``truncation_side="left"``.
         """
-        scores, _ = self.score_with_stats(pairs, activation=activation, max_chunks_per_doc=max_chunks_per_doc)
+        scores, _ = self.score_with_stats(pairs, activation=activation, max_chunks_per_doc=max_chunks_per_doc,
+                                          truncation_side=truncation_side)
         return scores
 
     predict = score  # sentence-transformers' name
 
     def score_with_stats(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
-                         max_chunks_per_doc: int | None = None,
+                         max_chunks_per_doc: int | None = None, truncation_side: str = "right",
                          stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, ScoreStats]:
         """Scores and what they cost. ``stop`` is polled before each engine batch; when it returns True
         the call raises :class:`~crossrank.errors.ScoringStopped` (a server drops abandoned work so)."""
         queries, texts = self._split_pairs(pairs)
-        return self._score(queries, texts, activation, max_chunks_per_doc, stop)
+        return self._score(queries, texts, activation, max_chunks_per_doc, stop, truncation_side)
 
     def score_documents(self, query: Any, documents: Sequence[Any], *, on: Sequence[str] | None = None,
                         activation: str | None = None, max_chunks_per_doc: int | None = None
@@ -266,8 +268,8 @@ class CrossEncoder:
         return queries, texts
 
     def _score(self, queries: list[str], texts: list[str], activation: str | None,
-               max_chunks_per_doc: int | None, stop: Callable[[], bool] | None = None
-               ) -> tuple[np.ndarray, ScoreStats]:
+               max_chunks_per_doc: int | None, stop: Callable[[], bool] | None = None,
+               truncation_side: str = "right") -> tuple[np.ndarray, ScoreStats]:
         activation = self._resolve_activation(activation or self.activation)
         chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
         _check_positive("max_chunks_per_doc", chunks)
@@ -283,7 +285,8 @@ class CrossEncoder:
         ud = [d for _, d in unique]
         stats.unique_pairs = len(unique)
         t0 = time.perf_counter()
-        enc = self.tokenizer.encode(uq, ud, max_chunks=chunks, overlap=self.chunk_overlap)
+        enc = self.tokenizer.encode(uq, ud, max_chunks=chunks, overlap=self.chunk_overlap,
+                                    truncation_side=truncation_side)
         stats.tokenize_s = time.perf_counter() - t0
         stats.rows, stats.tokens = enc.rows, int(enc.lengths.sum())
         stats.pair_tokens = np.bincount(enc.owner, weights=enc.lengths, minlength=len(unique)).astype(np.int64)[slot]

@@ -122,8 +122,9 @@ class PairTokenizer:
                 out[q] = q
         return out
 
-    def _precut(self, docs: list[str], max_tokens: int) -> list[str]:
-        """Cut huge documents at whitespace when the prefix still holds every token we need."""
+    def _precut(self, docs: list[str], max_tokens: int, *, keep_end: bool = False) -> list[str]:
+        """Cut huge documents at whitespace when the prefix (or, with ``keep_end``, the suffix) still
+        holds every token we need."""
         cap = max_tokens * CHARS_PER_TOKEN
         candidates = [i for i, d in enumerate(docs) if len(d) > cap]
         if not candidates:
@@ -131,27 +132,56 @@ class PairTokenizer:
         docs = list(docs)
         cuts: dict[int, str] = {}
         for i in candidates:
-            cut = max(docs[i].rfind(" ", 0, cap), docs[i].rfind("\n", 0, cap))
+            d = docs[i]
+            if keep_end:
+                start = len(d) - cap
+                cut = min((c for c in (d.find(" ", start), d.find("\n", start)) if c >= 0), default=-1)
+                if cut > 0:
+                    cuts[i] = d[cut + 1:]
+                continue
+            cut = max(d.rfind(" ", 0, cap), d.rfind("\n", 0, cap))
             if cut > 0:
-                cuts[i] = docs[i][:cut]
+                cuts[i] = d[:cut]
         if cuts:
             keys = list(cuts)
             encs = self._tok.encode_batch([cuts[i] for i in keys], add_special_tokens=False)
             for i, enc in zip(keys, encs, strict=False):
-                if len(enc.ids) > max_tokens:  # the prefix covers everything truncation keeps
+                if len(enc.ids) > max_tokens:  # the cut part covers everything truncation keeps
                     docs[i] = cuts[i]
         return docs
 
     def encode(self, queries: list[str], docs: list[str], *, max_chunks: int = 1,
-               overlap: int = 0) -> EncodedPairs:
-        """Encode pairs; with ``max_chunks`` > 1 a long document yields up to that many windows."""
+               overlap: int = 0, truncation_side: str = "right") -> EncodedPairs:
+        """Encode pairs; with ``max_chunks`` > 1 a long document yields up to that many windows (read from
+        its start). ``truncation_side="left"`` keeps a long document's end instead of its start (TEI's
+        ``truncation_direction: Left``); it applies to single windows."""
+        if truncation_side not in ("right", "left"):
+            raise InputError(f"truncation_side must be 'right' or 'left', got {truncation_side!r}")
         if not queries:
             empty = np.zeros(0, dtype=np.int64)
             return EncodedPairs(empty, empty, empty, empty, empty)
         qmap = self._truncate_queries(queries)
         queries = [qmap[q] for q in queries]
+        if truncation_side == "left" and max_chunks == 1:
+            return self._encode_keeping_ends(queries, docs)
         docs = self._precut(docs, self.max_length * max(1, max_chunks) + 1)
         window = self.max_length - self.specials - self.max_query_length
         stride = max(0, min(overlap, window - 1)) if max_chunks > 1 else 0
         encodings = self._pair_tokenizer(stride).encode_batch(list(zip(queries, docs, strict=False)))
         return EncodedPairs.from_windows(encodings, max_chunks)
+
+    def _encode_keeping_ends(self, queries: list[str], docs: list[str]) -> EncodedPairs:
+        """Pairs whose documents lose tokens from the left: query and document encoded apart, the
+        document cut to what the window leaves after the query, then the checkpoint's own special
+        tokens and segment ids added by its post-processor (exactly what right truncation produces,
+        but from the other end)."""
+        docs = self._precut(docs, self.max_length + 1, keep_end=True)
+        q_encs = self._tok.encode_batch(queries, add_special_tokens=False)
+        d_encs = self._tok.encode_batch(docs, add_special_tokens=False)
+        rows = []
+        for q, d in zip(q_encs, d_encs, strict=True):
+            room = self.max_length - self.specials - len(q.ids)
+            if len(d.ids) > room:
+                d.truncate(room, direction="left")
+            rows.append(self._tok.post_process(q, d, add_special_tokens=True))
+        return EncodedPairs.from_encodings(rows)

@@ -70,6 +70,7 @@ class _Job:
     texts: list[str]
     activation: str
     chunks: int
+    side: str = "right"  # which end of a long document truncation keeps ("left": its end)
     future: JobFuture = field(default_factory=JobFuture)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -104,9 +105,10 @@ class Batcher:
         a Metarank request; a cancelled job counts until the worker skips it."""
         return self._depth + (self._held is not None)
 
-    def submit(self, query: str, texts: list[str], *, activation: str, chunks: int) -> JobFuture:
+    def submit(self, query: str, texts: list[str], *, activation: str, chunks: int,
+               truncation_side: str = "right") -> JobFuture:
         """Enqueue one request; the future resolves to a :class:`ScoreResult` or the engine's exception."""
-        job = _Job(query, texts, activation, chunks)
+        job = _Job(query, texts, activation, chunks, truncation_side)
         with self._lock:
             if self._closed:
                 raise BatcherClosed(f"model {self.name!r} is shutting down")
@@ -139,9 +141,9 @@ class Batcher:
                 return
             jobs, stopping = self._collect(first)  # type: ignore[arg-type]
             live = [j for j in jobs if j.future.set_running_or_notify_cancel()]  # timed-out callers cancel
-            groups: dict[tuple[str, int], list[_Job]] = {}
+            groups: dict[tuple[str, int, str], list[_Job]] = {}
             for job in live:
-                groups.setdefault((job.activation, job.chunks), []).append(job)
+                groups.setdefault((job.activation, job.chunks, job.side), []).append(job)
             for group in groups.values():
                 self._score_group(group)
             if stopping:
@@ -194,9 +196,9 @@ class Batcher:
 
     def _score_merged(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
-        activation, chunks = jobs[0].activation, jobs[0].chunks
+        activation, chunks, side = jobs[0].activation, jobs[0].chunks, jobs[0].side
         keys: list[list[CacheKey]] = (
-            [[cache_key(self.name, activation, chunks, j.query, t) for t in j.texts] for j in jobs]
+            [[cache_key(self.name, activation, chunks, j.query, t, side) for t in j.texts] for j in jobs]
             if self.cache is not None else [[] for _ in jobs])
         cached = [self.cache.get_many(k) if self.cache is not None else [None] * len(j.texts)
                   for j, k in zip(jobs, keys, strict=True)]
@@ -205,7 +207,7 @@ class Batcher:
         pairs = [(j.query, j.texts[i]) for j, miss in zip(jobs, missing, strict=True) for i in miss]
         if pairs:
             scores, stats = self.encoder.score_with_stats(
-                pairs, activation=activation, max_chunks_per_doc=chunks,
+                pairs, activation=activation, max_chunks_per_doc=chunks, truncation_side=side,
                 stop=lambda: all(j.future.abandoned for j in jobs))
             if self.on_batch is not None:
                 self.on_batch(stats)

@@ -1,9 +1,9 @@
 """An LRU cache of scores keyed by everything that determines a score.
 
-A score depends on the model, the activation, the number of windows per document, the query
-and the text; all of them are in the key, so a hit returns exactly what the engine would. The
-query and text enter as a 128-bit BLAKE2b digest, so an entry costs the same for a 100 kB text
-as for a title.
+A score depends on the model, the activation, the number of windows per document, the end a long
+document is truncated from, the query and the text; all of them are in the key, so a hit returns
+exactly what the engine would. The query and text enter as a 128-bit BLAKE2b digest, so an entry
+costs the same for a 100 kB text as for a title.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import hashlib
 import threading
 from collections import OrderedDict
 
-CacheKey = tuple[str, str, int, bytes]  # model, activation, chunks, digest of (query, text)
+CacheKey = tuple[str, str, int, str, bytes]  # model, activation, chunks, truncation side, digest of (query, text)
 
 
-def cache_key(model: str, activation: str, chunks: int, query: str, text: str) -> CacheKey:
+def cache_key(model: str, activation: str, chunks: int, query: str, text: str, side: str = "right") -> CacheKey:
     q = query.encode("utf-8", "surrogatepass")
     # The query's length leads, so no two (query, text) splits of the same bytes share a digest: a
     # separator byte would not do, since texts may hold any character, NUL included.
     pair = hashlib.blake2b(len(q).to_bytes(8, "little"), digest_size=16)
     pair.update(q)
     pair.update(text.encode("utf-8", "surrogatepass"))
-    return model, activation, chunks, pair.digest()
+    return model, activation, chunks, side, pair.digest()
 
 
 class ScoreCache:

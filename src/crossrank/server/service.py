@@ -63,6 +63,7 @@ class RerankQuery:
     max_chunks: int | None = None  # windows per long document; None: the model's setting
     max_tokens_per_doc: int | None = None  # Cohere v2: read about this many tokens of each document
     top_n: int | None = None
+    truncation_side: str = "right"  # TEI's truncation_direction: which end of a long document is kept
 
 
 @dataclass
@@ -131,11 +132,11 @@ def _activation(batcher: Batcher, raw: bool) -> str:
 
 
 async def _scores(request: Request, batcher: Batcher, query: str, texts: list[str], activation: str,
-                  chunks: int) -> ScoreResult:
+                  chunks: int, truncation_side: str = "right") -> ScoreResult:
     """Submit one query's documents to the batcher and await them within the request timeout."""
     timeout = request.app.state.config.server.request_timeout_s
     try:
-        future = batcher.submit(query, texts, activation=activation, chunks=chunks)
+        future = batcher.submit(query, texts, activation=activation, chunks=chunks, truncation_side=truncation_side)
     except BatcherClosed as exc:
         raise ApiError("unhealthy", str(exc)) from None
     scored = asyncio.wrap_future(future)
@@ -185,7 +186,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
             # As many model windows as cover about that many document tokens, within the server's limit.
             chunks = min(-(-q.max_tokens_per_doc // batcher.encoder.max_length), limits.max_chunks_per_doc)
         result = await _scores(request, batcher, query, texts, _activation(batcher, q.raw_scores),
-                               chunks or batcher.encoder.max_chunks_per_doc)
+                               chunks or batcher.encoder.max_chunks_per_doc, q.truncation_side)
     _observe(request, entry.name, result, len(texts))
     order = np.argsort(-result.scores, kind="stable")  # ties keep the caller's order
     if q.top_n is not None:

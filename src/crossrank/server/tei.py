@@ -4,7 +4,7 @@ Request: ``{"query", "texts", "raw_scores", "return_text", "truncate", "truncati
 response: ``[{"index", "score", "text"?}]`` best first; errors ``{"error", "error_type"}``.
 ``score`` is the sigmoid of the logit unless ``raw_scores``. Long texts are always truncated
 (keeping the query), whatever ``truncate`` says: TEI refuses them when ``truncate`` is false,
-crossrank answers instead.
+crossrank answers instead. ``truncation_direction: Left`` keeps a long text's end, as in TEI.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from crossrank.server.errors import ApiError, error_responses, tei_body
+from crossrank.server.errors import error_responses, tei_body
 from crossrank.server.service import RerankQuery, rerank, respond
 
 router = APIRouter(tags=["tei"])
@@ -42,11 +42,9 @@ class TeiRank(BaseModel):
 
 @router.post("/rerank", summary="TEI rerank", responses={200: {"model": list[TeiRank]}, **error_responses("tei")})
 async def rerank_tei(request: Request, body: TeiRerankRequest) -> JSONResponse:
-    if body.truncation_direction.lower() == "left":
-        raise ApiError("validation", "truncation_direction 'Left' is not supported: crossrank keeps the start of "
-                       "a long text (or reads it in windows with the Cohere routes' max_chunks_per_doc)")
     ranked = await rerank(request, RerankQuery(query=body.query, documents=body.texts, model=body.model,
-                                               raw_scores=body.raw_scores))
+                                               raw_scores=body.raw_scores,
+                                               truncation_side=body.truncation_direction.lower()))
     results = []
     for i in ranked.order:
         item: dict = {"index": i, "score": float(ranked.scores[i])}
