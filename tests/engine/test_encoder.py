@@ -255,3 +255,5 @@ def test_left_truncation_keeps_the_documents_end_as_transformers_does(tiny_model
     assert not np.allclose(left[:2], right[:2]) and left[2] == pytest.approx(right[2], abs=1e-6)
     with pytest.raises(InputError, match="truncation_side"):
         ce.score(long_docs, truncation_side="middle")
+    with pytest.raises(InputError, match="one window"):  # windows are read from the start
+        ce.score(long_docs, truncation_side="left", max_chunks_per_doc=2)

@@ -218,6 +218,12 @@ def test_min_score_of_a_fused_ranker_reads_the_models_own_scores(sample_index, t
     kept = search(QUERY, top_k=10, window=10, min_score=own[3])
     assert len(kept) == 4 and all(h.stage_score("rerank") >= own[3] for h in kept)
     assert [h.id for h in kept] == [h.id for h in full if h.stage_score("rerank") >= own[3]]
+    # the same through a cascade, whose own name ("cascade") is no stage: the gate is the model's scores
+    cascade = build_pipeline(sample_index, ranker=FusedRanker(CascadeRanker(tiny_ranker, tiny_ranker, keep=6)))
+    every = cascade(QUERY, top_k=10, window=10)
+    scored = sorted((h.stage_score("rerank") for h in every if h.stage_score("rerank") is not None), reverse=True)
+    gated = cascade(QUERY, top_k=10, window=10, min_score=scored[2])
+    assert len(gated) == 3 and all(h.stage_score("rerank") >= scored[2] for h in gated)
 
 
 def test_stage_lookup_finds_each_hit_or_none():
@@ -252,5 +258,16 @@ def test_an_index_saved_to_a_file_or_to_the_working_directory(sample_index, tmp_
         sample_index.save(tmp_path / "afile")
     (tmp_path / "here").mkdir()
     monkeypatch.chdir(tmp_path / "here")
+    before = (tmp_path / "here").stat().st_ino
     saved = sample_index.save(".")
     assert saved == (tmp_path / "here").resolve() and len(Index.load(saved)) == len(sample_index)
+    (tmp_path / "here" / "notes.txt").write_text("mine")
+    sample_index.save(".")  # again, over itself: only the index's own entries are replaced
+    assert (tmp_path / "here").stat().st_ino == before and (tmp_path / "here" / "notes.txt").read_text() == "mine"
+    # a directory with a manifest.json of another kind (a browser extension, a web app) is not an index
+    (tmp_path / "extension").mkdir()
+    (tmp_path / "extension" / "manifest.json").write_text('{"manifest_version": 3}')
+    (tmp_path / "extension" / "popup.js").write_text("x")
+    with pytest.raises(InputError, match="not a crossrank index"):
+        sample_index.save(tmp_path / "extension")
+    assert (tmp_path / "extension" / "popup.js").exists()

@@ -138,3 +138,29 @@ def test_a_slow_load_answers_503_within_the_timeout_and_goes_on_loading(start, t
         while httpx.get(f"{srv.url}/ready").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert httpx.get(f"{srv.url}/ready").json()["models"] == {"tiny": "ready"}
+
+
+def test_a_load_outlives_the_event_loop_of_the_request_that_started_it():
+    """The shared load is a thread's future, not one event loop's: a request on another loop (a new
+    TestClient portal, a restarted loop) awaits the same load instead of failing with a 500."""
+    from starlette.testclient import TestClient
+
+    from crossrank.server.app import create_app
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({"models": {"m": {"model": "minilm-l6-untrained", "threads": 1}},
+                               "server": {"preload": False, "request_timeout_s": 0.3}})
+    app = create_app(config)
+    client = TestClient(app)  # no "with": every request runs on an event loop of its own
+    body = {"query": "heat flow", "documents": ["heat flow in a slab"]}
+    first = client.post("/v2/rerank", json=body)
+    if first.status_code == 503:  # still loading (MiniLM takes ~1 s): a request on a new loop waits on it too
+        again = client.post("/v2/rerank", json=body)
+        assert again.status_code in (200, 503), again.text
+    else:
+        assert first.status_code == 200, first.text
+    deadline = time.monotonic() + 120
+    while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = client.post("/v2/rerank", json=body)
+    assert second.status_code == 200, second.text

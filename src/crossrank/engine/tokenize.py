@@ -133,11 +133,11 @@ class PairTokenizer:
         cuts: dict[int, str] = {}
         for i in candidates:
             d = docs[i]
-            if keep_end:
+            if keep_end:  # the space stays: byte-level BPE reads it as part of the next word
                 start = len(d) - cap
                 cut = min((c for c in (d.find(" ", start), d.find("\n", start)) if c >= 0), default=-1)
                 if cut > 0:
-                    cuts[i] = d[cut + 1:]
+                    cuts[i] = d[cut:]
                 continue
             cut = max(d.rfind(" ", 0, cap), d.rfind("\n", 0, cap))
             if cut > 0:
@@ -146,7 +146,10 @@ class PairTokenizer:
             keys = list(cuts)
             encs = self._tok.encode_batch([cuts[i] for i in keys], add_special_tokens=False)
             for i, enc in zip(keys, encs, strict=False):
-                if len(enc.ids) > max_tokens:  # the cut part covers everything truncation keeps
+                # The cut part must cover everything truncation keeps. A suffix's first word may split
+                # differently than in the whole text (merges across the cut): it does not count.
+                first = sum(w == enc.word_ids[0] for w in enc.word_ids) if keep_end and enc.ids else 0
+                if len(enc.ids) - first > max_tokens:
                     docs[i] = cuts[i]
         return docs
 
@@ -154,15 +157,17 @@ class PairTokenizer:
                overlap: int = 0, truncation_side: str = "right") -> EncodedPairs:
         """Encode pairs; with ``max_chunks`` > 1 a long document yields up to that many windows (read from
         its start). ``truncation_side="left"`` keeps a long document's end instead of its start (TEI's
-        ``truncation_direction: Left``); it applies to single windows."""
+        ``truncation_direction: Left``), in one window."""
         if truncation_side not in ("right", "left"):
             raise InputError(f"truncation_side must be 'right' or 'left', got {truncation_side!r}")
+        if truncation_side == "left" and max_chunks > 1:
+            raise InputError("truncation_side='left' keeps one window, a document's end: max_chunks_per_doc must be 1")
         if not queries:
             empty = np.zeros(0, dtype=np.int64)
             return EncodedPairs(empty, empty, empty, empty, empty)
         qmap = self._truncate_queries(queries)
         queries = [qmap[q] for q in queries]
-        if truncation_side == "left" and max_chunks == 1:
+        if truncation_side == "left":
             return self._encode_keeping_ends(queries, docs)
         docs = self._precut(docs, self.max_length * max(1, max_chunks) + 1)
         window = self.max_length - self.specials - self.max_query_length

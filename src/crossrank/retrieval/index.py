@@ -27,6 +27,16 @@ from crossrank.retrieval.dense import DEFAULT_BI_ENCODER, BiEncoder, DenseWindow
 
 INDEX_FORMAT = 1
 MANIFEST = "manifest.json"
+#: what a saved index holds besides its manifest; saving replaces exactly these
+INDEX_ENTRIES = ("corpus.jsonl", "bm25", "dense")
+
+
+def _is_index(directory: Path) -> bool:
+    """Whether ``directory`` holds a crossrank index (a manifest.json of another kind does not count)."""
+    try:
+        return json.loads((directory / MANIFEST).read_text()).get("format") == INDEX_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 #: progress(stage, done, total): stage is "bm25" or "embed"
 IndexProgress = Callable[[str, int, int], None]
 
@@ -110,7 +120,7 @@ class Index:
         out = Path(path).resolve()  # "." has no name to put a temporary sibling beside
         if out.exists() and not out.is_dir():
             raise InputError(f"{out} is a file; an index is a directory")
-        if out.exists() and not (out / MANIFEST).exists() and any(out.iterdir()):
+        if out.exists() and not _is_index(out) and any(out.iterdir()):
             raise InputError(f"{out} exists and is not a crossrank index; refusing to overwrite it")
         try:
             return self._save(out)
@@ -141,9 +151,22 @@ class Index:
             "build_s": {k: round(v, 3) for k, v in self.build_s.items()},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        # Replace the index's own entries only (a directory is never removed whole: it may be the
+        # working directory, or hold the user's other files); the manifest goes last, as the mark of
+        # a complete index.
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MANIFEST).unlink(missing_ok=True)
+        for name in INDEX_ENTRIES:
+            old = out / name
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
+        for name in INDEX_ENTRIES:
+            if (tmp / name).exists():
+                os.replace(tmp / name, out / name)
+        os.replace(tmp / MANIFEST, out / MANIFEST)
+        tmp.rmdir()
         return out
 
     @classmethod

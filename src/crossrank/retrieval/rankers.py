@@ -34,6 +34,9 @@ class Ranking:
     order: np.ndarray
     scores: np.ndarray
     stages: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per candidate, the model's own scores when ``scores`` are not (a fused ranker's are RRF sums);
+    #: what ``min_score`` compares against
+    own: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -165,8 +168,11 @@ class FusedRanker:
         inner_rank[inner.order] = np.arange(len(inner.order))
         fused = 1.0 / (self.k + 1 + np.arange(n)) + self.weight / (self.k + 1 + inner_rank)
         order = np.argsort(-fused, kind="stable")
+        own = inner.own if inner.own is not None else np.full(n, np.nan, dtype=np.float32)
+        if inner.own is None:
+            own[inner.order] = inner.scores
         return Ranking(order=order, scores=fused[order].astype(np.float32),
-                       stages={**inner.stages, "fused": fused.astype(np.float32)})
+                       stages={**inner.stages, "fused": fused.astype(np.float32)}, own=own)
 
     def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return _estimate(self.inner, query, texts)

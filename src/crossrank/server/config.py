@@ -53,7 +53,7 @@ class ServerConfig:
     max_concurrent_requests: int = 64
     max_chunks_per_doc: int = 8  # the most windows a client may ask for per document
     request_timeout_s: float = 30.0
-    body_timeout_s: float = 30.0  # a request body must arrive within this (408), so a stalled upload frees its buffer
+    body_timeout_s: float = 30.0  # longest pause while a body arrives (408), so a stalled upload frees its buffer
     batch_wait_ms: float = 2.0  # how long the batcher waits for more requests to coalesce
     max_batch_pairs: int = 256  # pairs per coalesced engine call (one big request may exceed it alone)
     cache_size: int = 0  # LRU entries of (model, activation, chunks, query, text) -> score; 0 disables

@@ -90,7 +90,7 @@ def error_responses(dialect: str) -> dict[int | str, dict]:
     """The route's error statuses, each with the dialect's body shape, for ``responses=`` on a route."""
     model = ERROR_MODELS[dialect]
     described = {400: "bad input (empty query, undecodable body)", 401: "missing or wrong API key",
-                 404: "unknown model", 408: "the body did not arrive within body_timeout_s",
+                 404: "unknown model", 408: "the body stalled for body_timeout_s",
                  413: "body or documents over the server's limits",
                  422: "a field of the wrong type or out of range", 429: "too many concurrent requests (Retry-After)",
                  500: "unexpected error (logged)", 503: "model not loaded or inference failed",

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from crossrank.errors import CrossrankError
@@ -33,7 +33,7 @@ class ModelEntry:
     failed_at: float = 0.0
     batcher: Batcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    loader: asyncio.Future | None = None  # the one load every waiting request shares
+    loader: Future | None = None  # the one load every waiting request shares (from any event loop)
 
 
 class ModelRegistry:
@@ -74,10 +74,10 @@ class ModelRegistry:
         entry = self.entry(name)
         if entry.batcher is None:
             if entry.loader is None or entry.loader.done():
-                entry.loader = asyncio.get_running_loop().run_in_executor(self._loads, self.load, entry)
-            try:
-                await asyncio.wait_for(asyncio.shield(entry.loader), timeout)
-            except TimeoutError:
+                entry.loader = self._loads.submit(self.load, entry)
+            try:  # each request wraps the shared future on its own loop; shield: a timeout leaves the load be
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loader)), timeout)
+            except asyncio.TimeoutError:  # (TimeoutError itself only from Python 3.11)
                 raise ApiError("unhealthy", f"model {entry.name!r} is still loading; retry shortly",
                                retry_after=1) from None
         if entry.batcher is None:

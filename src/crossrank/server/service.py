@@ -185,6 +185,8 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
         if chunks is None and q.max_tokens_per_doc is not None:
             # As many model windows as cover about that many document tokens, within the server's limit.
             chunks = min(-(-q.max_tokens_per_doc // batcher.encoder.max_length), limits.max_chunks_per_doc)
+        if q.truncation_side == "left":  # TEI's Left: one window, the document's end
+            chunks = 1
         result = await _scores(request, batcher, query, texts, _activation(batcher, q.raw_scores),
                                chunks or batcher.encoder.max_chunks_per_doc, q.truncation_side)
     _observe(request, entry.name, result, len(texts))
