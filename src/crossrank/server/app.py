@@ -36,6 +36,9 @@ DIALECTS = (cohere, tei, metarank, plain)
 ErrorBody = Callable[[ApiError], dict]
 
 
+_TIMEOUT_CM = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
 class BodyLimit:
     """Refuse bodies over ``max_bytes`` with 413 before any parsing (Content-Length or counted), and
     bodies that stall for ``timeout_s`` with 408: a client that sends part of a body and stops must not
@@ -82,8 +85,12 @@ class BodyLimit:
         size = 0
         while True:
             # A deadline per message, not for the whole body: a slow but steady upload is fine, a stalled
-            # one is not.
-            message = await asyncio.wait_for(receive(), self.timeout_s)
+            # one is not. asyncio.timeout (3.11+) arms a timer; wait_for would wrap each receive in a task.
+            if _TIMEOUT_CM is not None:
+                async with _TIMEOUT_CM(self.timeout_s):
+                    message = await receive()
+            else:  # pragma: no cover - Python 3.10
+                message = await asyncio.wait_for(receive(), self.timeout_s)
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
