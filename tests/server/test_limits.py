@@ -98,3 +98,28 @@ def test_a_body_that_stalls_is_408_and_its_connection_is_closed(start, tiny_conf
         assert steady.startswith(b"HTTP/1.1 200"), steady[:200]
         assert json.loads(body)["error_type"] == "Validation" and "stalled" in json.loads(body)["error"]
         assert httpx.post(f"{srv.url}/rerank", json={"query": "q", "texts": ["a"]}).status_code == 200
+
+
+def test_a_models_own_cap_leaves_slots_for_the_others(start, tiny_model):
+    """With a per-model max_concurrent_requests, a slow model refuses its own excess (429) while another
+    model still gets served."""
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({
+        "models": {"busy": {"model": str(tiny_model), "threads": 1, "max_chunks_per_doc": 4,
+                            "max_concurrent_requests": 1},
+                   "other": {"model": str(tiny_model), "threads": 1}},
+        "server": {"max_concurrent_requests": 8, "max_documents": 4000, "max_body_bytes": 10_000_000}})
+
+    async def scenario(url: str) -> tuple[list[int], int]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            heavy = [asyncio.ensure_future(client.post(f"{url}/rerank", json={
+                "model": "busy", "query": "crocs", "texts": LONG * 10})) for _ in range(4)]
+            await asyncio.sleep(0.2)  # the first heavy request is in flight
+            other = await client.post(f"{url}/rerank", json={"model": "other", "query": "crocs", "texts": ["a"]})
+            return [r.status_code for r in await asyncio.gather(*heavy)], other.status_code
+
+    with start(config) as srv:
+        heavy, other = asyncio.run(scenario(srv.url))
+    assert other == 200
+    assert sorted(heavy)[0] == 200 and 429 in heavy and set(heavy) <= {200, 429}

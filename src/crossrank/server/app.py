@@ -198,6 +198,7 @@ def create_app(config: Config) -> FastAPI:
     app.state.metrics = metrics
     app.state.registry = registry
     app.state.in_flight = 0
+    app.state.in_flight_by_model = {}
     metrics.in_flight.set_function(lambda: app.state.in_flight)
 
     for dialect in DIALECTS:

@@ -38,6 +38,9 @@ class ModelConfig:
     threads: int | None = None
     max_batch_tokens: int | None = None
     max_chunks_per_doc: int = 1
+    # requests for this model in flight at once (429 past it); unset: only the server's own limit. A cap
+    # per model keeps one slow or stalled model from taking every slot the others need.
+    max_concurrent_requests: int | None = None
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Config:
                 raise ConfigError(f"models.{name}.backend must be auto, onnx or torch, got {m.backend!r}")
             if m.quantize not in (None, "int8"):
                 raise ConfigError(f"models.{name}.quantize must be int8 or absent, got {m.quantize!r}")
-            for key in ("max_length", "threads", "max_batch_tokens", "max_chunks_per_doc"):
+            for key in ("max_length", "threads", "max_batch_tokens", "max_chunks_per_doc", "max_concurrent_requests"):
                 value = getattr(m, key)
                 if value is not None and value < 1:
                     raise ConfigError(f"models.{name}.{key} must be >= 1, got {value}")

@@ -104,19 +104,26 @@ def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, lis
 
 
 @asynccontextmanager
-async def _admitted(request: Request) -> AsyncIterator[None]:
-    """Count the request in flight, or refuse it with 429 when the server is full."""
+async def _admitted(request: Request, model: str) -> AsyncIterator[None]:
+    """Count the request in flight, or refuse it with 429 when the server, or its model's own
+    ``max_concurrent_requests``, is full."""
     state = request.app.state
     limit = state.config.server.max_concurrent_requests
     if state.in_flight >= limit:
         raise ApiError("overloaded", f"more than {limit} requests in flight; retry", retry_after=1)
+    own = state.config.models[model].max_concurrent_requests
+    by_model = state.in_flight_by_model
+    if own is not None and by_model.get(model, 0) >= own:
+        raise ApiError("overloaded", f"model {model!r} has {own} requests in flight; retry", retry_after=1)
     state.in_flight += 1
+    by_model[model] = by_model.get(model, 0) + 1
     # Watch for the client going away, so an abandoned request stops waiting and frees its slot.
     request.state.gone = asyncio.ensure_future(_disconnect(request))
     try:
         yield
     finally:
         state.in_flight -= 1
+        by_model[model] -= 1
         request.state.gone.cancel()
 
 
@@ -180,7 +187,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
         raise ApiError("validation", "max_chunks_per_doc must be >= 1")
     if chunks is not None:  # a cap asked for (Cohere's default is 10): the server's own cap bounds it
         chunks = min(chunks, limits.max_chunks_per_doc)
-    async with _admitted(request):
+    async with _admitted(request, entry.name):
         batcher = await request.app.state.registry.batcher(entry.name, limits.request_timeout_s)
         if chunks is None and q.max_tokens_per_doc is not None:
             # As many model windows as cover about that many document tokens, within the server's limit.
@@ -213,7 +220,7 @@ async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any
         groups.setdefault(q, []).append(i)
         texts.append(t)
     request.state.documents = len(pairs)
-    async with _admitted(request):
+    async with _admitted(request, entry.name):
         batcher = await request.app.state.registry.batcher(entry.name, limits.request_timeout_s)
         activation = _activation(batcher, raw_scores)
         results = await asyncio.gather(*(
