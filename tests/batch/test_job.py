@@ -10,6 +10,7 @@ import pytest
 from crossrank import CrossEncoder, InputError
 from crossrank.batch import Job, score_file
 from crossrank.batch.files import read_rows, write_rows
+from crossrank.batch.job import model_identity
 from crossrank.cli.app import app
 
 DOCS = ["heat flow in a slab", "crocs kids clog", "boundary layer on a wing", "red running shoe", "lift data"]
@@ -67,7 +68,8 @@ def test_resume_skips_finished_parts(tmp_path, tiny_model):
     rows = _rows(12)
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_rows(src, rows)
-    settings = {"model": str(tiny_model), "backend": "auto", "quantize": None, "max_length": None, "on": None}
+    settings = {"model": str(tiny_model), "backend": "auto", "quantize": None, "max_length": None, "on": None,
+                "model_content": model_identity(str(tiny_model))}
     job = Job(src, dst, 4, settings)
     parts, n = job.stage()
     assert (parts, n) == (3, 12)
@@ -77,6 +79,22 @@ def test_resume_skips_finished_parts(tmp_path, tiny_model):
     out = read_rows(dst)
     assert [r["score"] for r in out[4:8]] == [-123.0] * 4
     assert "scores" in out[0] and out[0]["id"] == 0
+
+
+def test_a_job_whose_model_changed_since_the_crash_is_refused(tmp_path, tiny_model):
+    """The same --model path with other weights (or a calibration added) would finish the output with a
+    second model's scores beside the first's."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_rows(src, _rows(6))
+    settings = {"model": str(model), "backend": "auto", "quantize": None, "max_length": None, "on": None}
+    Job(src, dst, 2, {**settings, "model_content": model_identity(str(model))}).stage()  # the crashed run
+    (model / "calibration.json").write_text('{"method": "platt", "params": {"a": 2.0, "b": 0.0}}')
+    with pytest.raises(InputError, match="unfinished job"):
+        score_file(src, dst, model=str(model), part_rows=2, progress=False)
 
 
 def test_leftover_job_with_other_settings_is_refused(tmp_path, tiny_model):

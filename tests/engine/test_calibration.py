@@ -39,7 +39,7 @@ def test_isotonic_is_monotone_and_bounded():
     cal = fit(z, y, "isotonic")
     grid = np.linspace(-10, 10, 500)
     p = cal.apply(grid)
-    assert np.all(np.diff(p) >= -1e-7) and p.min() >= 0 and p.max() <= 1
+    assert np.all(np.diff(p) >= 0) and p.min() >= 0 and p.max() <= 1
     zt, yt = synthetic(seed=2)
     assert expected_calibration_error(cal.apply(zt), yt) < expected_calibration_error(1 / (1 + np.exp(-zt)), yt)
 
@@ -49,6 +49,20 @@ def test_bad_fits_are_input_errors():
         fit(np.array([0.1, 0.2]), np.array([1, 1]))
     with pytest.raises(InputError):
         fit(np.array([0.1, 0.2]), np.array([1, 0]), "beta")
+    with pytest.raises(InputError, match="same score"):
+        fit(np.full(20, 5.0), np.array([1, 1] + [0] * 18))
+
+
+def test_calibration_never_reverses_or_ties_a_ranking():
+    """Scores that run against the labels get a flat-but-increasing Platt map, not a decreasing one; an
+    isotonic map's flat steps still separate different logits."""
+    z = np.linspace(-3, 3, 40)
+    against = (z < 0).astype(float)  # the higher the logit, the less relevant
+    platt = fit(z, against, "platt")
+    assert platt.params["a"] > 0 and np.all(np.diff(platt.apply(z)) > 0)
+    iso = fit(*synthetic(), "isotonic")
+    grid = np.linspace(-10, 10, 500)
+    assert np.all(np.diff(iso.apply(grid)) > 0)  # strictly: ranking by it is ranking by the logit
 
 
 def test_engine_applies_a_stored_calibration(tiny_model, tmp_path):

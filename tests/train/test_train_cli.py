@@ -62,14 +62,22 @@ def test_calibrate_writes_a_map_the_engine_uses(tiny_model, toy_collections, tmp
     import shutil
 
     from crossrank import CrossEncoder
+    from crossrank.engine.export import export
+    from crossrank.engine.model import resolve
 
     model = tmp_path / "m"
     shutil.copytree(tiny_model, model)
+    export(resolve(str(model)), model / "onnx")  # as `crossrank train` leaves it: weights plus their export
     train_dir, held_out = toy_collections
     result = runner.invoke(app, ["calibrate", str(model), str(train_dir), str(held_out), "--method", "isotonic",
                                  "--window", "10", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    # the export of these weights is calibrated too, so both score alike
+    assert report["also"] == str(model / "onnx" / "calibration.json")
+    pair = [("crocs best", "crocs clog")]
+    assert CrossEncoder(str(model / "onnx")).score(pair) == pytest.approx(CrossEncoder(str(model)).score(pair),
+                                                                          abs=1e-5)
     assert report["queries"] == 10 and report["pairs"] == 100 and 0 <= report["held_out_ece_calibrated"] <= 1
     stored = json.loads((model / "calibration.json").read_text())
     assert stored["method"] == "isotonic" and stored["collections"] == [train_dir.name, held_out.name]

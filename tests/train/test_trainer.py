@@ -73,6 +73,28 @@ def test_seeded_and_resumable(tiny_model, tmp_path):
     assert c.losses != a.losses
 
 
+def test_resume_refuses_another_recipe_or_data_and_a_new_run_clears_the_old(tiny_model, tmp_path):
+    class Stop(Exception):
+        pass
+
+    def crash(step, _loss):
+        if step == 4:
+            raise Stop
+
+    out = tmp_path / "m"
+    with pytest.raises(Stop):
+        train(toy_groups(), out, config(base=str(tiny_model)), progress=crash)
+    with pytest.raises(InputError, match="other loss, lr"):
+        train(toy_groups(), out, config(base=str(tiny_model), loss="pointwise", lr=5e-3), resume=True)
+    with pytest.raises(InputError, match="training groups differ"):
+        train(toy_groups(seed=3), out, config(base=str(tiny_model)), resume=True)
+    longer = train(toy_groups(), out, config(base=str(tiny_model), steps=8), resume=True)  # a longer run may resume
+    assert longer.resumed_from == 3 and len(longer.losses) == 8
+    (out / "calibration.json").write_text('{"method": "platt", "params": {"a": 1.0, "b": 0.0}}')
+    train(toy_groups(), out, config(base=str(tiny_model), seed=5, checkpoint_every=0))  # a new run, same place
+    assert not (out / "calibration.json").exists() and latest_checkpoint(out) is None
+
+
 def test_saved_model_scores_alike_in_torch_and_onnx(tiny_model, tmp_path):
     from crossrank import CrossEncoder
     from crossrank.train.recipe import export_trained

@@ -19,6 +19,9 @@ import numpy as np
 from crossrank.engine.activation import sigmoid
 from crossrank.errors import InputError
 
+MIN_SLOPE = 1e-3  # Platt's slope floor: strictly increasing (also in float32), so rankings survive calibration
+TIE_BREAK = 1e-4  # isotonic: at most this much added, to separate logits within one flat step
+
 FILE = "calibration.json"
 METHODS = ("platt", "isotonic")
 
@@ -36,7 +39,11 @@ class Calibration:
         if self.method == "platt":
             out = sigmoid(self.params["a"] * z + self.params["b"])
         else:
-            out = np.interp(z, self.params["xs"], self.params["ys"])
+            # The fitted steps are flat in places; a tie-breaker below any precision a probability needs
+            # (1e-4) keeps the map strictly increasing, so ranking by it is ranking by the logit (in
+            # float32, for logits more than about 1e-3 apart).
+            steps = np.interp(z, self.params["xs"], self.params["ys"])
+            out = (1 - TIE_BREAK) * steps + TIE_BREAK * (np.tanh(z / 10) + 1) / 2  # stays within [0, 1]
         return out.astype(np.float32)
 
     def save(self, directory: Path) -> Path:
@@ -68,6 +75,8 @@ def fit(logits: np.ndarray, labels: np.ndarray, method: str = "platt") -> Calibr
         raise InputError("calibration needs one label per score and at least two of them")
     if y.min() == y.max():
         raise InputError("calibration needs both relevant and non-relevant examples")
+    if np.ptp(z) < 1e-6:
+        raise InputError("the model gave (nearly) the same score to every example: there is nothing to calibrate")
     if method == "platt":
         from scipy.optimize import minimize
 
@@ -78,7 +87,9 @@ def fit(logits: np.ndarray, labels: np.ndarray, method: str = "platt") -> Calibr
             r = sigmoid(t) - y
             return value, np.array([np.mean(r * z), np.mean(r)])
 
-        res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+        # The slope stays positive: a decreasing map would reverse every ranking made with it.
+        res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                       bounds=[(MIN_SLOPE, None), (None, None)])
         return Calibration("platt", {"a": float(res.x[0]), "b": float(res.x[1])})
     if method == "isotonic":
         from scipy.optimize import isotonic_regression

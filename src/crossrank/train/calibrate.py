@@ -17,7 +17,7 @@ import numpy as np
 
 from crossrank.engine.activation import sigmoid
 from crossrank.engine.calibration import expected_calibration_error, fit
-from crossrank.errors import InputError
+from crossrank.errors import CrossrankError, InputError
 
 
 def _examples(encoder: Any, paths: Sequence[Path], window: int, fields: Sequence[str]
@@ -79,4 +79,25 @@ def calibrate(model_dir: Path, collections: Sequence[Path], *, method: str = "pl
                   "held_out_ece_sigmoid": round(before, 4), "held_out_ece_calibrated": round(after, 4),
                   "seed": seed}
     path = final.save(model_dir)
-    return {"file": str(path), "method": method, **final.info}
+    report = {"file": str(path), "method": method, **final.info}
+    export = _own_export(model_dir)
+    if export is not None:  # `crossrank train` left an export of these very weights: it scores alike
+        report["also"] = str(final.save(export))
+    return report
+
+
+def _own_export(model_dir: Path) -> Path | None:
+    """``model_dir/onnx`` when it is the ONNX export of exactly this checkpoint (same content hash)."""
+    import json
+
+    from crossrank.engine.model import content_hash, inspect_dir
+
+    meta = model_dir / "onnx" / "crossrank.json"
+    if not meta.is_file() or not (model_dir / "config.json").is_file():
+        return None
+    try:
+        source = inspect_dir(model_dir.name, model_dir)
+        same = source.kind == "hf" and json.loads(meta.read_text()).get("source_hash") == content_hash(source)
+    except (OSError, ValueError, CrossrankError):
+        return None
+    return model_dir / "onnx" if same else None

@@ -10,6 +10,7 @@ The result is saved as a checkpoint (safetensors) and exported to the engine's O
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -136,7 +137,13 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
         torch.set_num_threads(config.threads)
     base = resolve(config.base)
     start = 0
+    run = run_signature(config, groups)
     checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        _check_same_run(checkpoint, run)
+    elif not resume:  # a new run: what the last one left beside its weights describes other weights
+        (out / "calibration.json").unlink(missing_ok=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     source = checkpoint if checkpoint is not None else base.path
     model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
     if model.config.num_labels != 1:
@@ -184,7 +191,8 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
             result.evaluations.append({"step": done, **_evaluate(model, base.path, out, evaluate, config.max_length)})
             model.train()
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-            _save_checkpoint(model, optimizer, scheduler, done, result, base.path, out, torch, config.max_length)
+            _save_checkpoint(model, optimizer, scheduler, done, result, base.path, out, torch, config.max_length,
+                             run)
     result.seconds = time.perf_counter() - t0
     model.eval()
     _save_model(model, base.path, out, config.max_length)
@@ -227,13 +235,41 @@ def _evaluate(model: Any, base: Path, out: Path, evaluate: Callable[[Path], dict
         shutil.rmtree(snapshot, ignore_errors=True)
 
 
+#: recipe fields a resumed run may change: how long it runs and how often it reports, not what it learns
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "eval_every", "threads")
+
+
+def run_signature(config: TrainConfig, groups: Sequence[Any]) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it: the recipe and the training data."""
+    data = hashlib.sha256()
+    for g in groups:
+        data.update(json.dumps([g.query, list(g.docs), list(g.labels), g.teacher], default=float).encode())
+    recipe = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
+    return {"recipe": recipe, "groups": len(groups), "data": data.hexdigest()[:20]}
+
+
+def _check_same_run(checkpoint: Path, run: dict[str, Any]) -> None:
+    path = checkpoint / "run.json"
+    if not path.is_file():
+        raise InputError(f"{checkpoint} does not say which recipe and data made it; start again without --resume")
+    saved = json.loads(path.read_text())
+    changed = sorted(k for k in run["recipe"] if saved.get("recipe", {}).get(k) != run["recipe"][k])
+    if changed:
+        raise InputError(f"--resume: {checkpoint} was trained with other {', '.join(changed)}; "
+                         "resume with the same recipe, or start again without --resume")
+    if (saved.get("groups"), saved.get("data")) != (run["groups"], run["data"]):
+        raise InputError(f"--resume: the training groups differ from those {checkpoint} was trained on "
+                         "(other data, group size or seed); resume with the same data, or start again")
+
+
 def _save_checkpoint(model: Any, optimizer: Any, scheduler: Any, step: int, result: TrainResult, base: Path,
-                     out: Path, torch: Any, max_length: int) -> None:
+                     out: Path, torch: Any, max_length: int, run: dict[str, Any]) -> None:
     """Write ``step-N`` under a temporary name and rename it: a crash never leaves a half checkpoint."""
     root = out / CHECKPOINTS
     tmp = root / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     _save_model(model, base, tmp, max_length)
+    (tmp / "run.json").write_text(json.dumps(run, indent=1))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "losses": torch.tensor(result.losses, dtype=torch.float64)}, tmp / "state.pt")
     (tmp / "evaluations.json").write_text(json.dumps(result.evaluations))
