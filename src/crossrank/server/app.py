@@ -26,7 +26,7 @@ from crossrank.server import cohere, metarank, plain, tei
 from crossrank.server.auth import ApiKeyGate
 from crossrank.server.cache import ScoreCache
 from crossrank.server.config import Config
-from crossrank.server.errors import ApiError, error_responses, openai_body
+from crossrank.server.errors import ApiError, error_responses, openai_body, tei_body, tei_status
 from crossrank.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crossrank.server.registry import ModelRegistry
 from crossrank.server.service import JsonResponse
@@ -168,7 +168,9 @@ def error_body_for(path: str) -> ErrorBody:
 
 
 def render_error(path: str, err: ApiError) -> JSONResponse:
-    return JsonResponse(error_body_for(path)(err), status_code=err.status, headers=err.headers)
+    body = error_body_for(path)
+    status = tei_status(err) if body is tei_body else err.status
+    return JsonResponse(body(err), status_code=status, headers=err.headers)
 
 
 def internal_error(path: str, exc: Exception) -> JSONResponse:

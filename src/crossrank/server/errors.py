@@ -45,6 +45,14 @@ TEI_ERROR_TYPES = {"empty": "Empty", "overloaded": "Overloaded", "unhealthy": "U
                    "timeout": "Backend", "client_closed": "Backend"}
 
 
+#: TEI's status where it differs from crossrank's: TEI answers an inference failure with 424 Failed Dependency
+TEI_STATUS = {"backend": 424}
+
+
+def tei_status(err: ApiError) -> int:
+    return TEI_STATUS.get(err.kind, err.status)
+
+
 def tei_body(err: ApiError) -> dict:
     return {"error": err.message, "error_type": TEI_ERROR_TYPES.get(err.kind, "Validation")}
 
@@ -95,4 +103,6 @@ def error_responses(dialect: str) -> dict[int | str, dict]:
                  422: "a field of the wrong type or out of range", 429: "too many concurrent requests (Retry-After)",
                  500: "unexpected error (logged)", 503: "model not loaded or inference failed",
                  504: "request timed out"}
-    return {status: {"model": model, "description": described[status]} for status in CLIENT_STATUSES}
+    statuses = (*CLIENT_STATUSES, 424) if dialect == "tei" else CLIENT_STATUSES
+    described[424] = "inference failed (TEI's status for a backend error)"
+    return {status: {"model": model, "description": described[status]} for status in statuses}
