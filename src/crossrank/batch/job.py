@@ -17,6 +17,7 @@ import numpy as np
 
 from crossrank.batch.files import check_rows, file_format, read_rows, write_rows
 from crossrank.engine.documents import document_text
+from crossrank.engine.model import model_identity
 from crossrank.errors import InputError
 
 ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]
@@ -168,26 +169,6 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
                                     "model_content": model_identity(model)})
     with _exclusive(job.workdir):
         return _run(job, model_kwargs, on, workers, part_rows, ray, ray_address, restart, progress)
-
-
-def model_identity(model: str | None) -> str:
-    """A digest of what the model's scores depend on — its weights or graph, tokenizer, config and any
-    calibration — so a job resumed after the model changed is refused, not finished with two models."""
-    from crossrank.engine.model import content_hash, resolve
-
-    source = resolve(model)
-    h = hashlib.sha256(content_hash(source).encode() if source.kind == "hf" else b"export")
-    names = ["calibration.json"]
-    if source.kind == "export":
-        names += ["crossrank.json", "tokenizer.json", "model.onnx", "model_int8.onnx"]
-    for name in names:
-        path = source.path / name
-        if path.is_file():
-            h.update(name.encode())
-            with path.open("rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                    h.update(block)
-    return h.hexdigest()[:20]
 
 
 @contextlib.contextmanager

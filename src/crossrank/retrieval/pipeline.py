@@ -260,8 +260,8 @@ class Pipeline:
                     traces[stage] = Trace(head[stage_order], scores[stage_order])
                 reranked = dict(zip(ordered.tolist(), ranking.scores.tolist(), strict=True))
                 # min_score reads the model's own scores: a fused ranker's final score is an RRF sum
-                gate = (reranked if ranking.own is None else
-                        {p: s for p, s in zip(head.tolist(), ranking.own.tolist(), strict=True) if p in reranked})
+                gate = {p: s for p, s in zip(head.tolist(), ranking.model_scores(len(head)).tolist(), strict=True)
+                        if p in reranked}
                 unranked = np.setdiff1d(head, ordered, assume_unique=True)
                 keep_order = np.isin(head, unranked)
                 candidates = np.concatenate([ordered, head[keep_order], candidates[used_window:]])

@@ -38,6 +38,14 @@ class Ranking:
     #: what ``min_score`` compares against
     own: np.ndarray | None = None
 
+    def model_scores(self, n: int) -> np.ndarray:
+        """The model's score of each of the ``n`` candidates, by position (NaN where it gave none)."""
+        if self.own is not None:
+            return self.own
+        by_position = np.full(n, np.nan, dtype=np.float32)
+        by_position[self.order] = self.scores
+        return by_position
+
 
 @runtime_checkable
 class Ranker(Protocol):
@@ -168,11 +176,8 @@ class FusedRanker:
         inner_rank[inner.order] = np.arange(len(inner.order))
         fused = 1.0 / (self.k + 1 + np.arange(n)) + self.weight / (self.k + 1 + inner_rank)
         order = np.argsort(-fused, kind="stable")
-        own = inner.own if inner.own is not None else np.full(n, np.nan, dtype=np.float32)
-        if inner.own is None:
-            own[inner.order] = inner.scores
         return Ranking(order=order, scores=fused[order].astype(np.float32),
-                       stages={**inner.stages, "fused": fused.astype(np.float32)}, own=own)
+                       stages={**inner.stages, "fused": fused.astype(np.float32)}, own=inner.model_scores(n))
 
     def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return _estimate(self.inner, query, texts)

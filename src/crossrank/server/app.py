@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -26,7 +27,7 @@ from crossrank.server import cohere, metarank, plain, tei
 from crossrank.server.auth import ApiKeyGate
 from crossrank.server.cache import ScoreCache
 from crossrank.server.config import Config
-from crossrank.server.errors import ApiError, error_responses, openai_body, tei_body, tei_status
+from crossrank.server.errors import ApiError, error_responses, openai_body
 from crossrank.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crossrank.server.registry import ModelRegistry
 from crossrank.server.service import JsonResponse
@@ -150,27 +151,24 @@ class Observe:
                  state.get("documents", 0), state.get("tokens", 0), status, latency * 1000)
 
 
-def scoring_route(path: str) -> tuple[str, ErrorBody] | None:
-    """The scoring route template that serves ``path`` and its dialect's error shape, or None."""
+def scoring_route(path: str) -> tuple[str, ModuleType] | None:
+    """The scoring route template that serves ``path`` and the dialect module that owns it, or None."""
     for dialect in DIALECTS:
         for route in dialect.router.routes:
             template = getattr(route, "path", "")
             prefix = template.split("{", 1)[0]
             if path == template or ("{" in template and path.startswith(prefix)):
-                return template, dialect.error_body
+                return template, dialect
     return None
 
 
-def error_body_for(path: str) -> ErrorBody:
-    """The dialect that owns ``path`` decides the error shape; OpenAI-style for the rest."""
-    owner = scoring_route(path)
-    return owner[1] if owner else openai_body
-
-
 def render_error(path: str, err: ApiError) -> JSONResponse:
-    body = error_body_for(path)
-    status = tei_status(err) if body is tei_body else err.status
-    return JsonResponse(body(err), status_code=status, headers=err.headers)
+    """The dialect that owns ``path`` decides the error's shape (``error_body``) and, where it differs from
+    crossrank's, its status (``error_status``); OpenAI-style for the rest."""
+    owner = scoring_route(path)
+    body: ErrorBody = owner[1].error_body if owner else openai_body
+    status = getattr(owner[1], "error_status", None) if owner else None
+    return JsonResponse(body(err), status_code=status(err) if status else err.status, headers=err.headers)
 
 
 def internal_error(path: str, exc: Exception) -> JSONResponse:

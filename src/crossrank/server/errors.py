@@ -101,8 +101,8 @@ def error_responses(dialect: str) -> dict[int | str, dict]:
                  404: "unknown model", 408: "the body stalled for body_timeout_s",
                  413: "body or documents over the server's limits",
                  422: "a field of the wrong type or out of range", 429: "too many concurrent requests (Retry-After)",
+                 424: "inference failed (TEI's status for a backend error)",
                  500: "unexpected error (logged)", 503: "model not loaded or inference failed",
                  504: "request timed out"}
     statuses = (*CLIENT_STATUSES, 424) if dialect == "tei" else CLIENT_STATUSES
-    described[424] = "inference failed (TEI's status for a backend error)"
     return {status: {"model": model, "description": described[status]} for status in statuses}

@@ -183,9 +183,9 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
     query, texts = _texts(q, limits.max_documents, limits.max_text_chars)
     request.state.documents = len(texts)
     chunks = q.max_chunks
-    if chunks is not None and chunks < 1:
-        raise ApiError("validation", "max_chunks_per_doc must be >= 1")
     if chunks is not None:  # a cap asked for (Cohere's default is 10): the server's own cap bounds it
+        if chunks < 1:
+            raise ApiError("validation", "max_chunks_per_doc must be >= 1")
         chunks = min(chunks, limits.max_chunks_per_doc)
     async with _admitted(request, entry.name):
         batcher = await request.app.state.registry.batcher(entry.name, limits.request_timeout_s)

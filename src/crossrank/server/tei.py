@@ -15,11 +15,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from crossrank.server.errors import error_responses, tei_body
+from crossrank.server.errors import error_responses, tei_body, tei_status
 from crossrank.server.service import RerankQuery, rerank, respond
 
 router = APIRouter(tags=["tei"])
 error_body = tei_body
+error_status = tei_status  # an inference failure is TEI's 424, not 503
 
 
 class TeiRerankRequest(BaseModel):

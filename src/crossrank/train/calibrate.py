@@ -88,16 +88,14 @@ def calibrate(model_dir: Path, collections: Sequence[Path], *, method: str = "pl
 
 def _own_export(model_dir: Path) -> Path | None:
     """``model_dir/onnx`` when it is the ONNX export of exactly this checkpoint (same content hash)."""
-    import json
+    from crossrank.engine.model import content_hash, export_source_hash, inspect_dir
 
-    from crossrank.engine.model import content_hash, inspect_dir
-
-    meta = model_dir / "onnx" / "crossrank.json"
-    if not meta.is_file() or not (model_dir / "config.json").is_file():
+    made_from = export_source_hash(model_dir / "onnx")
+    if made_from is None or not (model_dir / "config.json").is_file():
         return None
     try:
         source = inspect_dir(model_dir.name, model_dir)
-        same = source.kind == "hf" and json.loads(meta.read_text()).get("source_hash") == content_hash(source)
-    except (OSError, ValueError, CrossrankError):
+        same = source.kind == "hf" and made_from == content_hash(source)
+    except (OSError, CrossrankError):
         return None
     return model_dir / "onnx" if same else None
