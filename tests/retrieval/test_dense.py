@@ -57,12 +57,15 @@ def test_hnsw_finds_what_exact_finds_and_survives_save_load(tmp_path):
     vectors = _random_unit(3000, 32, seed=1)
     exact = VectorIndex(vectors, ann=False)
     ann = VectorIndex(vectors, ann=True)
-    recall = []
+    recall, self_first = [], []
     for q in range(0, 3000, 150):
         truth = set(exact.search(vectors[q], 10)[0].tolist())
         got = ann.search(vectors[q], 10)
         recall.append(len(truth & set(got[0].tolist())) / 10)
-        assert got[0][0] == q and got[1][0] == pytest.approx(1.0, abs=1e-5)
+        self_first.append(got[0][0] == q and got[1][0] == pytest.approx(1.0, abs=1e-5))
+    # HNSW is approximate and usearch's multithreaded build is not deterministic: a rare graph misses a
+    # query's own vector (seen once in many CI runs). A broken index misses most; a good one at most one.
+    assert sum(self_first) >= len(self_first) - 1
     assert np.mean(recall) >= 0.9
     ann.save(tmp_path / "dense")
     loaded = VectorIndex.load(tmp_path / "dense", ann=True)
