@@ -13,6 +13,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
             flops = encoder_flops(source.config, enc.lengths)
             base = None
             for name, fn in engines.items():
-                p50, p90 = timeit(lambda fn=fn, pairs=pairs: fn(pairs), repeats)
+                p50, p90 = timeit(partial(fn, pairs), repeats)
                 base = base or p50
                 row = {"texts": kind, "docs": n, "engine": name, "p50_ms": round(p50, 2), "p90_ms": round(p90, 2),
                        "ratio_to_first": round(p50 / base, 3), "gflops": round(flops / p50 / 1e6, 1),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 
+@overload
+def comma_list(value: str | None, default: Sequence[str]) -> list[str]: ...
+@overload
+def comma_list(value: str | None, default: None = None) -> list[str] | None: ...
 def comma_list(value: str | None, default: Sequence[str] | None = None) -> list[str] | None:
     """``"title, text"`` -> ``["title", "text"]``: the one way every command reads a comma-separated option;
     ``default`` when it names nothing."""

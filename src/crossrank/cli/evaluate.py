@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,12 +51,12 @@ def eval_command(
 ) -> None:
     """NDCG@10, MRR@10 and Recall@100 per method, with per-query stage latency (ir-measures)."""
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from crossrank.cli.app import _fail
     from crossrank.eval import compare as compare_runs
     from crossrank.eval import load_collection
-    from crossrank.eval.runner import index_for, parse_method, run_method
+    from crossrank.eval.runner import MethodResult, index_for, parse_method, run_method
 
     console = Console(stderr=True)
     if per_query_out and (per_query_out.is_dir() or not per_query_out.parent.is_dir()):
@@ -74,7 +75,8 @@ def eval_command(
             from crossrank.retrieval import LocalRanker
 
             ranker = LocalRanker(model, max_chunks_per_doc=max_chunks)
-        results, comparisons = [], []
+        results: list[MethodResult] = []
+        comparisons: list[tuple[str, Any]] = []
         for path in _collections(data_dir):
             collection = load_collection(path, split)
             for note in collection.notes:
@@ -82,7 +84,7 @@ def eval_command(
             with Progress(console=console, transient=True, disable=as_json) as bar:
                 task = bar.add_task(f"{collection.name}: index", total=None)
 
-                def report(stage: str, done: int, total: int, task: int = task, name: str = collection.name
+                def report(stage: str, done: int, total: int, task: TaskID = task, name: str = collection.name
                            ) -> None:
                     bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
 
@@ -93,7 +95,7 @@ def eval_command(
                     bar.update(task, description=f"{collection.name}: {m.name}", completed=0,
                                total=len(collection.queries))
                     by_method[m.name] = run_method(index, collection, m, window=window, ranker=ranker,
-                                                   progress=lambda n, task=task: bar.advance(task, n))
+                                                   progress=partial(bar.advance, task))
             results.extend(by_method.values())
             if compare:
                 a, b = compare

@@ -27,7 +27,7 @@ _warned: set[str] = set()
 class RankedDocument(NamedTuple):
     """One ranked document: its position in the caller's list, its score, the document itself."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the caller's position, as in every rerank API; shadows tuple.index
     score: float
     document: Any
 

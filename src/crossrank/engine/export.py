@@ -71,8 +71,8 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
         _clear_export(out, same_source=export_source_hash(out) == export_source_hash(tmp))
         # crossrank.json last: it is what marks a directory an export (and a cached one complete), so a
         # process cut off while moving files in leaves a directory that is not mistaken for one
-        for f in sorted(tmp.iterdir(), key=lambda f: f.name == "crossrank.json"):
-            os.replace(f, out / f.name)
+        for made in sorted(tmp.iterdir(), key=lambda p: p.name == "crossrank.json"):
+            os.replace(made, out / made.name)
     return inspect_dir(model.name, out)
 
 

@@ -28,7 +28,7 @@ def _first_token_layer(layer: Any, as_tuple: bool) -> Any | None:
     sa = getattr(attention, "self", None)
     needed = (sa, getattr(attention, "output", None), getattr(layer, "intermediate", None),
               getattr(layer, "output", None))
-    if any(x is None for x in needed) or not all(
+    if sa is None or any(x is None for x in needed) or not all(
             hasattr(sa, a) for a in ("query", "key", "value", "num_attention_heads", "attention_head_size")):
         return None
     if getattr(sa, "position_embedding_type", "absolute") not in (None, "absolute"):

@@ -15,6 +15,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -357,7 +358,7 @@ def hash_files(h: Any, directory: Path, names: Sequence[str]) -> Any:
             continue
         h.update(name.encode())
         with path.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+            for block in iter(partial(fh.read, 1 << 22), b""):
                 h.update(block)
     return h
 

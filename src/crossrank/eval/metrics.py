@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ Qrels = Mapping[str, Mapping[str, int]]
 DEFAULT_MEASURES: dict[str, str] = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "recall@100": "R@100"}
 
 
-def _measures(names: Sequence[str] | None) -> dict[str, object]:
+def _measures(names: Sequence[str] | None) -> dict[str, Any]:
     import ir_measures
 
     chosen = DEFAULT_MEASURES if names is None else {n: DEFAULT_MEASURES.get(n.lower(), n) for n in names}
@@ -44,7 +45,7 @@ def per_query(run: Run, qrels: Qrels, measures: Sequence[str] | None = None) -> 
 
     chosen = _measures(measures)
     by_measure = {label: dict.fromkeys(qrels, 0.0) for label in chosen}
-    labels_of: dict[object, list[str]] = {}  # two labels may name one measure (ndcg@10 and nDCG@10)
+    labels_of: dict[Any, list[str]] = {}  # two labels may name one measure (ndcg@10 and nDCG@10)
     for label, m in chosen.items():
         labels_of.setdefault(m, []).append(label)
     full = _complete(run, qrels)

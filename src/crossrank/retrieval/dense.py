@@ -426,5 +426,5 @@ class VectorIndex:
         index = Index.restore(str(directory / "hnsw.usearch"))
         if index is None:
             raise InputError(f"{directory / 'hnsw.usearch'} is missing or not a usearch index")
-        index.expansion_search = 64
+        index.expansion_search = 64  # type: ignore[misc]  # settable at runtime; usearch's stub says read-only
         return cls(vectors, ann=True, ann_index=index, owner=owner)

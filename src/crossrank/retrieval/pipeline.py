@@ -273,8 +273,8 @@ class Pipeline:
         shown = candidates[:top_k]
         found = {name: trace.lookup(shown) for name, trace in traces.items()}
         for rank, p in enumerate(shown.tolist(), 1):
-            stages = {name: at[rank - 1] for name, at in found.items() if at[rank - 1] is not None}
-            score = reranked.get(p, base_score.get(p, 0.0))
+            stages = {name: s for name, at in found.items() if (s := at[rank - 1]) is not None}
+            score = reranked[p] if p in reranked else base_score.get(p, 0.0)
             hits.append(Hit(id=self.index.corpus.ids[p], position=p, document=documents.documents[p], rank=rank,
                             score=float(score), stages=stages))
         timings["total"] = _ms(started)

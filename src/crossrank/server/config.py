@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ class Config:
         return self
 
 
-def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     """Expand ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):  # as the shell's ${VAR:-default}: the default also replaces an empty value

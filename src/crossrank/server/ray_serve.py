@@ -77,7 +77,7 @@ def build(config: Config, scaling: Scaling | None = None) -> Any:
 
             return create_app(self.config)
 
-    return Crossrank.bind(config)
+    return Crossrank.bind(config)  # type: ignore[attr-defined]  # added by @serve.deployment
 
 
 def serve_forever(config: Config, scaling: Scaling | None = None, *, address: str | None = None) -> None:
