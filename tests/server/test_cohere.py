@@ -109,3 +109,22 @@ def test_echoed_documents_nan_and_huge_max_tokens(server):
     huge = httpx.post(f"{server.url}/v2/rerank", json={"query": "shoe", "documents": ["red shoe"],
                                                        "max_tokens_per_doc": 10**400})
     assert huge.status_code == 200 and len(huge.json()["results"]) == 1
+
+
+def test_hostile_documents_and_rank_fields_are_4xx_without_the_memory(server):
+    """A document nested hundreds deep was a 500 (RecursionError); rank_fields ["text"] * 20000 joined each
+    document 20000 times before any length check (gigabytes from a 200 KB body)."""
+    headers = {"content-type": "application/json"}
+    deep = '{"query": "a", "documents": [{"text": "x", "meta": ' + "[" * 400 + "]" * 400 + "}]}"
+    refused = httpx.post(f"{server.url}/v1/rerank", headers=headers, content=deep)
+    assert refused.status_code == 422 and "nested deeper" in refused.json()["message"]
+    shallow = '{"query": "a", "documents": [{"text": "x", "meta": ' + "[" * 20 + "]" * 20 + "}]}"
+    assert httpx.post(f"{server.url}/v1/rerank", headers=headers, content=shallow).status_code == 200
+    docs = [{"text": "red shoe " * 500}] * 10
+    repeated = httpx.post(f"{server.url}/v1/rerank", json={"query": "red", "documents": docs,
+                                                           "rank_fields": ["text"] * 20000})
+    once = httpx.post(f"{server.url}/v1/rerank", json={"query": "red", "documents": docs, "rank_fields": ["text"]})
+    assert repeated.status_code == 200 and repeated.json()["results"] == once.json()["results"]
+    many = httpx.post(f"{server.url}/v1/rerank", json={"query": "red", "documents": docs,
+                                                       "rank_fields": [f"f{i}" for i in range(65)]})
+    assert many.status_code == 422 and "fields to rank on" in many.json()["message"]

@@ -100,6 +100,26 @@ def test_a_body_that_stalls_is_408_and_its_connection_is_closed(start, tiny_conf
         assert httpx.post(f"{srv.url}/rerank", json={"query": "q", "texts": ["a"]}).status_code == 200
 
 
+def test_a_client_that_leaves_mid_body_is_499_not_a_server_error(start, tiny_config):
+    """Error-rate alerts read the 5xx counters: a client hanging up during its upload is not the server's."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with start(tiny_config()) as srv:
+        url = urlsplit(srv.url)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            sock.sendall(b"POST /v1/rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n" + b'{"query": "q", ' + b" " * 1000)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counted = [line for line in httpx.get(f"{srv.url}/metrics").text.splitlines()
+                       if line.startswith("crossrank_requests_total") and 'route="/v1/rerank"' in line]
+            if counted:
+                break
+            time.sleep(0.1)
+        assert counted and all('status="499"' in line for line in counted), counted
+
+
 def test_a_models_own_cap_leaves_slots_for_the_others(start, tiny_model):
     """With a per-model max_concurrent_requests, a slow model refuses its own excess (429) while another
     model still gets served."""

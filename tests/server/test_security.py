@@ -73,3 +73,17 @@ def test_keys_are_trimmed_and_non_ascii_keys_match_their_utf8_bytes(start, tiny_
         for key, status in (("secret", 200), ("clé", 200), ("cle", 401), ("secret\n".strip() + "x", 401)):
             headers = {"Authorization": f"Bearer {key}".encode()}
             assert httpx.post(f"{srv.url}/rerank", json=body, headers=headers).status_code == status, key
+
+
+def test_a_model_named_outside_latin1_is_served_and_its_header_percent_encoded(start, tiny_model):
+    """HTTP header values are Latin-1: a model called 模型 made every finished request a 500 (x-model-id)."""
+    from urllib.parse import unquote
+
+    config = config_from_dict({"models": {"模型": {"model": str(tiny_model), "backend": "onnx", "threads": 1}}})
+    with start(config) as srv:
+        for route, body in (("/score", {"query": "a", "chunks": ["b"], "model": "模型"}),
+                            ("/inference/cross/模型", {"input": [{"query": "a", "text": "b"}]}),
+                            ("/rerank", {"query": "a", "texts": ["b"], "model": "模型"})):
+            answer = httpx.post(f"{srv.url}{route}", json=body)
+            assert answer.status_code == 200, (route, answer.text)
+            assert unquote(answer.headers["x-model-id"]) == "模型"

@@ -40,6 +40,7 @@ def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
     field's items one a line, as search engines store multi-valued fields)."""
     if isinstance(doc, Mapping):
         fields = [on] if isinstance(on, str) else list(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
+        fields = list(dict.fromkeys(fields))  # a field named twice is read once: ["text"] * 20000 is one text
         if not fields:
             raise InputError(
                 f"{what} is a dict without 'text' or 'title'; say which fields to read with on=[...] "

@@ -64,7 +64,9 @@ class BodyLimit:
             slow = ApiError("body_timeout", f"the request body stalled for {self.timeout_s:g} s")
             await self.render(scope["path"], slow)(scope, receive, send)
             return
-        if body is None:  # the client left
+        if body is None:  # the client left: its own status (499) in the log and metrics, not a 500
+            gone = ApiError("client_closed", "the client closed the connection before its request body arrived")
+            await self.render(scope["path"], gone)(scope, receive, send)
             return
         if len(body) > self.max_bytes:
             await self.render(scope["path"], too_big)(scope, receive, send)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import Request
@@ -40,15 +41,29 @@ class JsonResponse(JSONResponse):
         return dumps(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def _finite(value: Any) -> bool:
-    """No NaN or Infinity anywhere in a document (Python's JSON reads them; no JSON can carry them back)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
+#: Deepest nesting an object document may have. Real documents nest a few levels; a hostile one nests
+#: hundreds, and every recursive walk over it (its text, the JSON echoed back) would meet Python's
+#: recursion limit as a 500.
+MAX_DOCUMENT_DEPTH = 64
+#: Most fields a request may name to rank on (Cohere's rank_fields): each is looked up in every document.
+MAX_RANK_FIELDS = 64
+
+
+def _document_problem(value: Any) -> str | None:
+    """Why a document cannot be echoed or read safely, or None: NaN or Infinity anywhere (Python's JSON
+    reads them, no JSON can carry them back), or nesting deeper than ``MAX_DOCUMENT_DEPTH``. A loop,
+    not recursion, so the check itself cannot overflow."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return "holds NaN or Infinity, which JSON does not allow"
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_DOCUMENT_DEPTH:
+                return f"is nested deeper than {MAX_DOCUMENT_DEPTH} levels"
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return None
 
 
 @dataclass
@@ -85,15 +100,17 @@ def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, lis
         raise ApiError("validation", str(exc)) from None
     if q.fields is not None and not q.fields:
         raise ApiError("validation", "the list of fields to rank on is empty")
+    if q.fields is not None and len(set(q.fields)) > MAX_RANK_FIELDS:
+        raise ApiError("validation", f"{len(set(q.fields))} fields to rank on; at most {MAX_RANK_FIELDS}")
     if not isinstance(q.documents, list):
         raise ApiError("validation", "documents must be a list of strings or objects")
     if not q.documents:
         raise ApiError("empty", "the list of documents is empty")
     if len(q.documents) > max_documents:
         raise ApiError("payload_limit", f"{len(q.documents)} documents; this server takes at most {max_documents}")
-    bad = next((i for i, d in enumerate(q.documents) if isinstance(d, dict) and not _finite(d)), None)
-    if bad is not None:
-        raise ApiError("validation", f"document {bad} holds NaN or Infinity, which JSON does not allow")
+    for i, d in enumerate(q.documents):
+        if isinstance(d, dict) and (problem := _document_problem(d)):
+            raise ApiError("validation", f"document {i} {problem}")
     try:
         texts = document_texts(q.documents, q.fields)
     except InputError as exc:
@@ -241,6 +258,14 @@ async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any
     return Ranked(entry.name, scores, list(range(len(pairs))), merged)
 
 
+def header_safe(value: str) -> str:
+    """``value`` as an HTTP header value: header values are Latin-1 bytes, so a model named in another
+    script (a directory called 模型) is percent-encoded as UTF-8 rather than failing the finished request."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe=" !\"#$&'()*+,/:;<=>?@[]^`{|}~")
+
+
 def respond(request: Request, body: Any, ranked: Ranked) -> JSONResponse:
     """The JSON response with TEI's timing headers (milliseconds)."""
     r = ranked.result
@@ -250,6 +275,6 @@ def respond(request: Request, body: Any, ranked: Ranked) -> JSONResponse:
         "x-queue-time": f"{r.queue_s * 1000:.0f}",
         "x-tokenization-time": f"{r.tokenize_s * 1000:.0f}",
         "x-inference-time": f"{r.inference_s * 1000:.0f}",
-        "x-model-id": ranked.model,
+        "x-model-id": header_safe(ranked.model),
     }
     return JsonResponse(body, headers=headers)
