@@ -81,9 +81,37 @@ def test_bad_documents_raise_input_error(ce, bad):
 
 
 def test_bad_queries_raise_input_error(ce):
-    for q in ["", "   ", None, 5]:
+    # "\u200b" and "\x07" pass .strip() but hold no token: they scored as if there were no query at all
+    for q in ["", "   ", None, 5, "\u200b", "\x07\ufeff"]:
         with pytest.raises(InputError):
             ce.rank(q, ["doc"])
+
+
+def test_options_of_the_wrong_type_fail_where_given(ce, tiny_model):
+    """Each was a TypeError deep inside scoring, or silently wrong (softmax over one label is 1.0 for all)."""
+    for kwargs in ({"max_batch_size": 0}, {"max_batch_size": 1.5}, {"chunk_overlap": 2.5}, {"chunk_overlap": None},
+                   {"activation": ""}):
+        with pytest.raises(InputError):
+            CrossEncoder(tiny_model, backend="onnx", **kwargs)
+    with pytest.raises(InputError, match="one label"):
+        ce.rank("crocs", ["a", "b"], activation="softmax")
+    with pytest.raises(InputError, match="top_k"):
+        ce.rank("crocs", ["a", "b"], top_k=True)
+    assert [r.index for r in ce.rank("crocs", ["a", "crocs clog"], top_k=np.int64(1))] == \
+        [r.index for r in ce.rank("crocs", ["a", "crocs clog"], top_k=1)]
+
+
+def test_missing_and_odd_field_values_read_as_the_retrieval_index_reads_them(ce):
+    """A NaN field (pandas' missing value) was the word "nan"; bytes in a list field were "b'...'"."""
+    import math
+
+    from crossrank.retrieval.corpus import join_fields
+
+    with_nan = {"title": "crocs", "text": math.nan}
+    assert ce.score_documents("crocs", [with_nan])[0][0] == ce.score_documents("crocs", [{"title": "crocs"}])[0][0]
+    listed = {"text": [b"crocs", "clog", None]}
+    assert ce.score_documents("crocs", [listed])[0][0] == ce.score_documents("crocs", ["crocs\nclog"])[0][0]
+    assert join_fields(listed, ["text"]) == "crocs\nclog" and join_fields(with_nan, ["title", "text"]) == "crocs"
 
 
 def test_lone_surrogates_are_replaced(ce):
@@ -128,6 +156,30 @@ def test_a_damaged_crossrank_json_is_a_load_error(tiny_model, tmp_path, meta, wh
     (out / "crossrank.json").write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match=why):
         CrossEncoder(str(out))
+
+
+@pytest.mark.parametrize("damage,why", [("none", "no tokenizer in"), ("empty", "cannot read"),
+                                         ("special-only", "not this checkpoint's tokenizer")])
+def test_a_checkpoint_without_a_usable_tokenizer_is_a_load_error(tiny_model, tmp_path, damage, why):
+    """With neither tokenizer.json nor a vocabulary, transformers built a tokenizer of special tokens
+    alone: the model loaded and scored every document the same ([UNK] for every word)."""
+    import shutil
+
+    from tokenizers import Tokenizer, models
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "tokenizer.json").unlink()
+    if damage == "none":
+        (broken / "vocab.txt").unlink()
+    elif damage == "empty":
+        (broken / "tokenizer.json").write_text("{}")
+    else:
+        Tokenizer(models.WordPiece({"[UNK]": 0, "[CLS]": 1, "[SEP]": 2}, unk_token="[UNK]")).save(
+            str(broken / "tokenizer.json"))
+    with pytest.raises(ModelLoadError, match=why):
+        CrossEncoder(str(broken))
+    assert damage != "none" or not (broken / "tokenizer.json").exists()  # nothing written into the checkpoint
 
 
 def test_offline_with_part_of_a_hub_repo_cached_says_so(tmp_path, monkeypatch):

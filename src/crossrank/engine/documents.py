@@ -35,6 +35,24 @@ def clean_text(value: Any, what: str) -> str:
     raise InputError(f"{what} must be a string, got {type(value).__name__}")
 
 
+def field_text(value: Any, what: str) -> str | None:
+    """The text of one field value, or None when it is missing: None or NaN (pandas' and Parquet's
+    missing value, not the word "nan"). A list (an Elasticsearch array field) gives its items one a
+    line; bytes are read as UTF-8; anything else as ``str()``. The same rule for the engine's documents
+    and the retrieval index, so a document reads the same at every stage."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, (str, bytes, bytearray)):
+        return clean_text(value, what)
+    if isinstance(value, (list, tuple)):
+        items = [field_text(v, what) for v in value]
+        return "\n".join(t for t in items if t is not None)
+    try:
+        return clean_text(str(value), what)
+    except RecursionError:  # a structure nested past Python's stack
+        raise InputError(f"{what} is nested too deeply to read as text") from None
+
+
 def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
     """The text of one document: a string as is, a dict's ``on`` fields joined by newlines (a list
     field's items one a line, as search engines store multi-valued fields)."""
@@ -46,14 +64,7 @@ def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
                 f"{what} is a dict without 'text' or 'title'; say which fields to read with on=[...] "
                 f"(it has {sorted(map(str, doc))[:10]})"
             )
-        parts = []
-        for f in fields:
-            if f not in doc or doc[f] is None:
-                continue
-            value = doc[f]
-            if isinstance(value, (list, tuple)):  # e.g. an Elasticsearch array field: its items, one a line
-                value = "\n".join(v if isinstance(v, str) else str(v) for v in value if v is not None)
-            parts.append(clean_text(value if isinstance(value, (str, bytes)) else str(value), f"{what}[{f!r}]"))
+        parts = [t for f in fields if (t := field_text(doc.get(f), f"{what}[{f!r}]")) is not None]
         if not parts:
             raise InputError(f"{what} has none of the fields {fields}")
         return "\n".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from crossrank.checks import integer
 from crossrank.engine import activation as act
 from crossrank.engine.backends import BACKENDS, Backend, auto_backend
 from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collate, plan
@@ -58,8 +60,7 @@ def _warn_untrained(name: str) -> None:
 
 
 def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    integer(value, name, minimum=1)
 
 
 def default_threads() -> int:
@@ -107,6 +108,8 @@ class CrossEncoder:
         if activation not in act.ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
         _check_positive("max_chunks_per_doc", max_chunks_per_doc)
+        _check_positive("max_batch_size", max_batch_size)
+        integer(chunk_overlap, "chunk_overlap")
         for name, value in (("max_length", max_length), ("max_query_length", max_query_length),
                             ("threads", threads), ("max_batch_tokens", max_batch_tokens)):
             if value is not None:
@@ -174,9 +177,13 @@ class CrossEncoder:
 
     def _resolve_activation(self, name: str) -> str:
         """``auto`` -> what the model declares; unknown names and a missing calibration are input errors."""
+        asked = name
         name = self.declared_activation if name == "auto" else name
         if name not in act.ACTIVATIONS:
             raise InputError(f"unknown activation {name!r}; expected one of {act.ACTIVATIONS}")
+        if name == "softmax" and asked != "auto" and self.num_labels == 1:
+            raise InputError(f"{self.model_name} has one label: its softmax is 1.0 for every pair; "
+                             "use 'sigmoid' or 'raw'")
         if name == "calibrated" and self.calibration is None:
             raise InputError(f"{self.model_name} has no calibration.json: run `crossrank calibrate` first")
         return name
@@ -227,8 +234,8 @@ class CrossEncoder:
              on: Sequence[str] | None = None, label: int | str | None = None,
              max_chunks_per_doc: int | None = None, activation: str | None = None) -> list[RankedDocument]:
         """Documents best first as ``(index, score, document)``; at most ``top_k`` of them."""
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
-            raise InputError(f"top_k must be a non-negative integer, got {top_k!r}")
+        if top_k is not None:
+            top_k = integer(top_k, "top_k")
         scores, _ = self.score_documents(query, documents, on=on, activation=activation,
                                          max_chunks_per_doc=max_chunks_per_doc)
         if scores.ndim == 2:
@@ -243,8 +250,8 @@ class CrossEncoder:
             raise InputError(
                 f"{self.model_name} has {self.num_labels} labels {self.labels}: pass label= to rank by one"
             )
-        if isinstance(label, int) and 0 <= label < self.num_labels:
-            return label
+        if isinstance(label, numbers.Integral) and not isinstance(label, bool) and 0 <= label < self.num_labels:
+            return int(label)
         if isinstance(label, str) and label in self.labels:
             return self.labels.index(label)
         raise InputError(f"unknown label {label!r}; the model has {self.labels}")
@@ -270,7 +277,7 @@ class CrossEncoder:
     def _score(self, queries: list[str], texts: list[str], activation: str | None,
                max_chunks_per_doc: int | None, stop: Callable[[], bool] | None = None,
                truncation_side: str = "right") -> tuple[np.ndarray, ScoreStats]:
-        activation = self._resolve_activation(activation or self.activation)
+        activation = self._resolve_activation(self.activation if activation is None else activation)
         chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
         _check_positive("max_chunks_per_doc", chunks)
         stats = ScoreStats(pairs=len(queries))

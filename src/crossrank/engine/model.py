@@ -164,6 +164,7 @@ def inspect_dir(name: str, path: Path) -> ModelDir:
                 name, f"{path} has a config.json but no weights (model.safetensors or pytorch_model.bin)"
             )
         ensure_tokenizer_json(name, path)
+        check_tokenizer(name, path, config)
         return ModelDir(name, path, "hf", config=config)
     raise ModelLoadError(
         name, f"{path} is neither a Hugging Face checkpoint (config.json + weights) nor a crossrank export"
@@ -186,6 +187,26 @@ def _require_tokenizer(name: str, path: Path) -> None:
         raise ModelLoadError(name, f"tokenizer.json is missing in {path}")
 
 
+#: Vocabulary files transformers converts to tokenizer.json (WordPiece, BPE; SentencePiece is *.model).
+SLOW_TOKENIZER_FILES = ("vocab.txt", "vocab.json")
+
+
+def check_tokenizer(name: str, path: Path, config: dict[str, Any]) -> None:
+    """tokenizer.json loads and belongs to this checkpoint: a damaged file is a load error here (not a raw
+    exception in the export), and a vocabulary far smaller than the embedding table (a tokenizer of
+    special tokens alone, another model's file) would read most words as [UNK] and score them alike."""
+    from tokenizers import Tokenizer
+
+    try:
+        size = Tokenizer.from_file(str(path / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
+    except Exception as exc:  # noqa: BLE001 - the Rust error types are not exported
+        raise ModelLoadError(name, f"cannot read {path / 'tokenizer.json'}: {exc}") from exc
+    expected = config.get("vocab_size")
+    if isinstance(expected, int) and not isinstance(expected, bool) and size < expected // 2:
+        raise ModelLoadError(name, f"{path / 'tokenizer.json'} knows {size} tokens but the model embeds "
+                                   f"{expected}: it is not this checkpoint's tokenizer")
+
+
 def ensure_tokenizer_json(name: str, path: Path) -> None:
     """Older checkpoints ship only vocab files; the Rust tokenizer needs tokenizer.json.
 
@@ -194,6 +215,10 @@ def ensure_tokenizer_json(name: str, path: Path) -> None:
     """
     if (path / "tokenizer.json").exists():
         return
+    sources = [f for f in SLOW_TOKENIZER_FILES if (path / f).exists()] + [f.name for f in path.glob("*.model")]
+    if not sources:  # transformers would build a tokenizer of special tokens alone: every word [UNK]
+        raise ModelLoadError(name, f"no tokenizer in {path}: neither tokenizer.json nor a vocabulary "
+                                   f"({', '.join(SLOW_TOKENIZER_FILES)}, *.model)")
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:

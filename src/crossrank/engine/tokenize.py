@@ -116,6 +116,8 @@ class PairTokenizer:
         unique = list(dict.fromkeys(queries))
         out = {}
         for q, enc in zip(unique, self._tok.encode_batch(unique, add_special_tokens=False), strict=False):
+            if not enc.ids:  # e.g. only zero-width or control characters: it would score as no query at all
+                raise InputError(f"the query {q[:40]!r} holds no token this model reads")
             if len(enc.ids) > self.max_query_length:
                 out[q] = q[: enc.offsets[self.max_query_length - 1][1]]
             else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crossrank.engine.documents import clean_text
+from crossrank.engine.documents import field_text
 from crossrank.errors import InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ class Corpus:
         self.check_fields(on)
         out = []
         for i, doc in enumerate(self.documents):
-            parts = [clean_text(v if isinstance(v, str) else str(v), f"document {self.ids[i]!r}[{f!r}]")
-                     for f in on if _present(v := doc.get(f))]
+            parts = [field_text(v, f"document {self.ids[i]!r}[{f!r}]") or "" for f in on if _present(v := doc.get(f))]
             out.append("\n".join(parts))
         return out
 
@@ -128,7 +127,7 @@ class Corpus:
 
 def join_fields(doc: Mapping[str, Any], on: Sequence[str]) -> str:
     """A document's ``on`` fields joined by newlines, skipping missing and blank ones: what every stage reads."""
-    return "\n".join(v if isinstance(v, str) else str(v) for f in on if _present(v := doc.get(f)))
+    return "\n".join(field_text(v, repr(f)) or "" for f in on if _present(v := doc.get(f)))
 
 
 def _present(value: Any) -> bool:

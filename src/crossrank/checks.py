@@ -1,0 +1,39 @@
+"""Checks for the numbers callers pass as options, in one place.
+
+An option of the wrong type or out of range must fail where it is given, with its name, as an
+``InputError``; not later as a ``TypeError`` from deep inside a loop, and not silently (a NaN weight
+or threshold compares false with everything and quietly reorders or empties a ranking).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from crossrank.errors import InputError
+
+
+def integer(value: object, name: str, *, minimum: int = 0) -> int:
+    """``value`` as an int if it is a whole number (Python or NumPy, not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def number(value: object, name: str, *, minimum: float | None = None, above: float | None = None,
+           maximum: float | None = None) -> float:
+    """``value`` as a float if it is a finite real (not a bool) within the bounds: ``minimum`` and
+    ``maximum`` inclusive, ``above`` exclusive."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value >= minimum
+    if ok and above is not None:
+        ok = value > above
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else "",
+                  f"<= {maximum:g}" if maximum is not None else ""]
+        within = " and ".join(b for b in bounds if b)
+        raise InputError(f"{name} must be a finite number{' ' + within if within else ''}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
