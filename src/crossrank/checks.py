@@ -24,16 +24,13 @@ def number(value: object, name: str, *, minimum: float | None = None, above: flo
            maximum: float | None = None) -> float:
     """``value`` as a float if it is a finite real (not a bool) within the bounds: ``minimum`` and
     ``maximum`` inclusive, ``above`` exclusive."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if ok and minimum is not None:
-        ok = value >= minimum
-    if ok and above is not None:
-        ok = value > above
-    if ok and maximum is not None:
-        ok = value <= maximum
+    real = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    x = float(value) if real else math.nan  # type: ignore[arg-type]
+    ok = real and (minimum is None or x >= minimum) and (above is None or x > above) \
+        and (maximum is None or x <= maximum)
     if not ok:
         bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else "",
                   f"<= {maximum:g}" if maximum is not None else ""]
         within = " and ".join(b for b in bounds if b)
         raise InputError(f"{name} must be a finite number{' ' + within if within else ''}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return x
