@@ -82,3 +82,15 @@ def test_engine_applies_a_stored_calibration(tiny_model, tmp_path):
     (model / "calibration.json").write_text(json.dumps({"method": "nope", "params": {}}))
     with pytest.raises(InputError, match="unknown calibration"):
         load(model)
+
+
+@pytest.mark.parametrize("stored", [[1], {"method": "platt", "params": {}}, {"method": "platt", "params": None},
+                                    {"method": "platt", "params": {"a": -1.0, "b": 0.0}},
+                                    {"method": "isotonic", "params": {"xs": [], "ys": []}},
+                                    {"method": "isotonic", "params": {"xs": [0, 1, 2], "ys": [0.1, 0.5]}},
+                                    {"method": "isotonic", "params": {"xs": [2, 1, 0], "ys": [0.1, 0.5, 0.9]}}])
+def test_a_damaged_or_decreasing_calibration_is_refused_at_load(tmp_path, stored):
+    """Each was a KeyError/TypeError on every score() call, or (a < 0, descending xs) a reversed ranking."""
+    (tmp_path / "calibration.json").write_text(json.dumps(stored))
+    with pytest.raises(InputError):
+        load(tmp_path)

@@ -12,6 +12,7 @@ from crossrank.retrieval import (
     CascadeRanker,
     Corpus,
     Dense,
+    Fusion,
     Index,
     LocalRanker,
     Pipeline,
@@ -183,6 +184,55 @@ def test_rerank_fields_are_checked_and_a_bytes_query_is_one_query(sample_index, 
         build_pipeline(sample_index, ranker=tiny_ranker, on=["titel"])
     as_bytes = build_pipeline(sample_index)(QUERY.encode(), top_k=3)
     assert as_bytes.ids == build_pipeline(sample_index)(QUERY, top_k=3).ids
+
+
+def test_options_of_the_wrong_type_or_nan_fail_where_given(sample_index, tiny_ranker):
+    """Each was a TypeError deep in a search, or silent: min_score=nan kept nothing, k=nan reordered."""
+    search = build_pipeline(sample_index, ranker=tiny_ranker)
+    for kwargs in ({"min_score": float("nan")}, {"min_score": "0.5"}, {"budget_ms": float("nan")},
+                   {"budget_ms": "5"}):
+        with pytest.raises(InputError):
+            search(QUERY, **kwargs)
+    bm25, dense = BM25(sample_index), Dense(sample_index)
+    for make in (lambda: MMR("0.5"), lambda: MMR(float("nan")),
+                 lambda: CascadeRanker(tiny_ranker, tiny_ranker, keep=1.5),
+                 lambda: Fusion([bm25, dense], k=float("nan")),
+                 lambda: build_pipeline(sample_index, weights={"bm25": "x"}),
+                 lambda: build_pipeline(sample_index, retrievers=["bm25"], weights={"dense": 2}),
+                 lambda: build_pipeline(sample_index, retrievers=["bm25"], rrf_k=-1)):
+        with pytest.raises(InputError):
+            make()
+    with pytest.raises(TypeError):
+        bm25 | 5  # noqa: B018 - the operator is the test
+    from crossrank.retrieval.bm25 import BM25Config
+
+    with pytest.raises(InputError, match="BM25 method"):
+        BM25Config(method="nope")
+
+
+def test_one_field_name_is_that_field_everywhere(sample_index, sample_corpus, tiny_ranker):
+    """on="title" was read as one field by the engine but as the characters t, i, t, l, e elsewhere."""
+    as_str = Pipeline(BM25(sample_index), ranker=tiny_ranker, on="title")(QUERY, top_k=3)
+    as_list = Pipeline(BM25(sample_index), ranker=tiny_ranker, on=["title"])(QUERY, top_k=3)
+    assert as_str.ids == as_list.ids and [h.score for h in as_str] == [h.score for h in as_list]
+    assert Index.build(sample_corpus, "title", dense=False).fields == ["title"]
+
+
+def test_a_damaged_manifest_or_foreign_vectors_are_input_errors(sample_index, tmp_path):
+    import json
+
+    sample_index.save(tmp_path / "idx")
+    manifest_file = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for damaged in ([1], {k: v for k, v in manifest.items() if k != "id_field"},
+                    {**manifest, "dense": {**manifest["dense"], "dim": 7}}):
+        manifest_file.write_text(json.dumps(damaged))
+        with pytest.raises(InputError):
+            Index.load(tmp_path / "idx")
+    manifest_file.write_text(json.dumps(manifest))
+    (tmp_path / "idx" / "bm25" / "crossrank_bm25.json").write_text("{oops")
+    with pytest.raises(InputError, match="not valid JSON"):
+        Index.load(tmp_path / "idx")
 
 
 def test_damaged_index_files_are_named(sample_index, tmp_path):

@@ -200,3 +200,17 @@ def test_pipeline_keeps_first_stage_order_when_the_ranker_fails(sample_index, se
     assert result.fallback and "kept first-stage order" in result.fallback
     assert all(h.stage_rank("rerank") is None for h in result)
     assert "kept first-stage order" in caplog.text
+
+
+def test_options_are_checked_and_a_closed_ranker_falls_back(sample_index, service):
+    """timeout=nan was a ValueError from httpx, backoff_s=-1 one from time.sleep after the first 5xx, and a
+    closed ranker's RuntimeError failed the search instead of falling back to first-stage order."""
+    for kwargs in ({"timeout": float("nan")}, {"timeout": float("inf")}, {"timeout": "1"}, {"retries": 1.5},
+                   {"retries": None}, {"backoff_s": -1}):
+        with pytest.raises(InputError):
+            RemoteRanker(f"{service.url}/ok/v1/rerank", **kwargs)
+    ranker = RemoteRanker(f"{service.url}/ok/v1/rerank")
+    ranker.close()
+    result = build_pipeline(sample_index, ranker=ranker)(QUERY, top_k=5, window=10)
+    assert result.fallback and "closed" in result.fallback
+    assert result.ids == build_pipeline(sample_index)(QUERY, top_k=5).ids

@@ -60,11 +60,37 @@ def load(directory: Path) -> Calibration | None:
     try:
         data = json.loads(path.read_text())
         method, params = data.pop("method"), data.pop("params")
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{path} is not a crossrank calibration ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path} is not a crossrank calibration ({type(exc).__name__}: {exc})") from None
     if method not in METHODS:
         raise InputError(f"{path}: unknown calibration method {method!r}")
+    problem = _params_problem(method, params)
+    if problem:  # a hand-edited or damaged file: refused at load, not a KeyError or a reversed ranking per call
+        raise InputError(f"{path}: {problem}")
     return Calibration(method, params, data)
+
+
+def _params_problem(method: str, params: Any) -> str | None:
+    """Why ``params`` cannot be the increasing map a calibration must be, or None."""
+    if not isinstance(params, dict):
+        return "params must be an object"
+    if method == "platt":
+        a, b = params.get("a"), params.get("b")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (a, b)):
+            return "Platt params a and b must be finite numbers"
+        if a < MIN_SLOPE:  # type: ignore[operator]
+            return f"Platt slope a={a} is below {MIN_SLOPE}: the map would flatten or reverse every ranking"
+        return None
+    try:
+        xs = np.asarray(params.get("xs"), dtype=np.float64)
+        ys = np.asarray(params.get("ys"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return "isotonic params xs and ys must be lists of numbers"
+    if xs.ndim != 1 or xs.shape != ys.shape or len(xs) < 2 or not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        return "isotonic params xs and ys must be two lists of finite numbers of one length, at least 2"
+    if np.any(np.diff(xs) <= 0) or np.any(np.diff(ys) < 0) or ys.min() < 0 or ys.max() > 1:
+        return "isotonic xs must increase and ys must not decrease, within [0, 1]"
+    return None
 
 
 def fit(logits: np.ndarray, labels: np.ndarray, method: str = "platt") -> Calibration:

@@ -35,6 +35,15 @@ def clean_text(value: Any, what: str) -> str:
     raise InputError(f"{what} must be a string, got {type(value).__name__}")
 
 
+def field_names(on: Any, what: str = "on") -> list[str]:
+    """``on`` as a list of field names: one name alone is that field (not its characters)."""
+    names = [on] if isinstance(on, str) else on
+    if isinstance(names, Mapping) or not isinstance(names, Sequence) \
+            or not all(isinstance(f, str) and f for f in names):
+        raise InputError(f"{what} must be a field name or a list of field names, got {on!r}")
+    return list(names)
+
+
 def field_text(value: Any, what: str) -> str | None:
     """The text of one field value, or None when it is missing: None or NaN (pandas' and Parquet's
     missing value, not the word "nan"). A list (an Elasticsearch array field) gives its items one a
@@ -57,7 +66,7 @@ def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
     """The text of one document: a string as is, a dict's ``on`` fields joined by newlines (a list
     field's items one a line, as search engines store multi-valued fields)."""
     if isinstance(doc, Mapping):
-        fields = [on] if isinstance(on, str) else list(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
+        fields = field_names(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
         fields = list(dict.fromkeys(fields))  # a field named twice is read once: ["text"] * 20000 is one text
         if not fields:
             raise InputError(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.checks import number
 from crossrank.errors import InputError, MissingDependencyError
 from crossrank.retrieval.results import top_k
 
@@ -28,6 +29,16 @@ class BM25Config:
     method: str = "lucene"
     k1: float = 1.5
     b: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.method not in BM25_METHODS:
+            raise InputError(f"unknown BM25 method {self.method!r}; expected one of {BM25_METHODS}")
+        number(self.k1, "BM25 k1", minimum=0)
+        number(self.b, "BM25 b", minimum=0, maximum=1)
+
+
+#: bm25s's scoring variants.
+BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 
 def _bm25s() -> Any:
@@ -112,7 +123,10 @@ class BM25Index:
         meta_file = directory / "crossrank_bm25.json"
         if not meta_file.exists():
             raise InputError(f"{directory} is not a crossrank BM25 index (no crossrank_bm25.json)")
-        meta = json.loads(meta_file.read_text())
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{meta_file} is not valid JSON: {exc}") from exc
         index = cls(BM25Config(**meta["config"]))
         index._retriever = _bm25s().BM25.load(str(directory), mmap=False)
         index.num_docs = int(meta["num_docs"])

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crossrank.engine.documents import document_text, query_text
+from crossrank.engine.documents import document_text, field_names, query_text
 from crossrank.errors import InputError
 from crossrank.retrieval.rankers import Ranker, RankerUnavailable
 
@@ -51,7 +51,7 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
         source = hit.get("_source") if isinstance(hit, Mapping) else None
         if not isinstance(source, Mapping):
             raise InputError(f"hit {i} has no _source object; ask the engine for the fields in `on`")
-        texts.append(document_text(source, list(on), f"hit {i} (_id {hit.get('_id')!r}) _source"))
+        texts.append(document_text(source, field_names(on), f"hit {i} (_id {hit.get('_id')!r}) _source"))
     try:
         ranking = ranker.rank(query, texts)
     except RankerUnavailable as exc:

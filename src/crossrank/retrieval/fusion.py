@@ -10,20 +10,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from crossrank.checks import number
 from crossrank.errors import InputError
 
 RRF_K = 60
 
 
-def reciprocal_rank_fusion(rankings: Mapping[str, np.ndarray], *, k: int = RRF_K,
+def reciprocal_rank_fusion(rankings: Mapping[str, np.ndarray], *, k: float = RRF_K,
                            weights: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fuse ranked lists of positions: ``score(d) = sum_r w_r / (k + rank_r(d))`` with 1-based ranks.
 
     Returns the positions and their fused scores, best first; ties go to the document with the best
     rank in any list, then to the lower position, so the order is deterministic.
     """
-    if k < 0:
-        raise InputError(f"RRF k must be >= 0, got {k}")
+    k = number(k, "RRF k", minimum=0)
     weights = dict(weights or {})
     unknown = set(weights) - set(rankings)
     if unknown:
@@ -37,9 +37,7 @@ def reciprocal_rank_fusion(rankings: Mapping[str, np.ndarray], *, k: int = RRF_K
     for name, ranked in zip(rankings, lists, strict=True):
         if len(ranked) == 0:
             continue
-        w = float(weights.get(name, 1.0))
-        if w < 0:
-            raise InputError(f"RRF weight of {name!r} must be >= 0, got {w}")
+        w = number(weights.get(name, 1.0), f"RRF weight of {name!r}", minimum=0)
         slots = np.searchsorted(positions, ranked)
         ranks = np.arange(1, len(ranked) + 1)
         scores[slots] += w / (k + ranks)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.errors import InputError
+from crossrank.engine.documents import field_names
+from crossrank.errors import CrossrankError, InputError
 from crossrank.jsonl import dumps, read_objects
 from crossrank.retrieval.bm25 import BM25Config, BM25Index
 from crossrank.retrieval.corpus import Corpus
@@ -93,6 +94,7 @@ class Index:
         if not bm25 and not dense:
             raise InputError("an index needs at least one of bm25 and dense")
         dense_windows = check_windows(dense_windows)
+        fields = field_names(fields, "fields")
         texts = corpus.texts(fields)
         index = cls(corpus, fields)
         if bm25:
@@ -177,23 +179,39 @@ class Index:
             raise InputError(f"{root} is not a crossrank index (no {MANIFEST}); build one with `crossrank index`")
         try:
             manifest: dict[str, Any] = json.loads(manifest_file.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{manifest_file} is not valid JSON: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise InputError(f"{manifest_file} is not a crossrank index manifest (a JSON object)")
         if manifest.get("format") != INDEX_FORMAT:
             raise InputError(f"{root} has index format {manifest.get('format')!r}; this crossrank reads {INDEX_FORMAT}")
         if not (root / "corpus.jsonl").is_file():
             raise InputError(f"{root} lacks corpus.jsonl; rebuild the index")
         records = read_objects(root / "corpus.jsonl")  # names the file and line of a damaged record
-        corpus = Corpus.from_records(records, id_field=manifest["id_field"], source=manifest.get("source", str(root)))
-        bm25 = BM25Index.load(root / "bm25") if manifest.get("bm25") else None
-        dense = manifest.get("dense")
-        vectors = VectorIndex.load(root / "dense", ann=bool(dense["ann"])) if dense else None
+        try:
+            id_field, fields, dense = manifest["id_field"], manifest["fields"], manifest.get("dense")
+            corpus = Corpus.from_records(records, id_field=id_field, source=manifest.get("source", str(root)))
+            bm25 = BM25Index.load(root / "bm25") if manifest.get("bm25") else None
+            vectors = VectorIndex.load(root / "dense", ann=bool(dense["ann"])) if dense else None
+            dim = int(dense["dim"]) if dense else None
+        except CrossrankError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError) as exc:
+            # a hand-edited manifest, a truncated .npy or BM25 file: what is damaged, not a raw traceback
+            raise InputError(f"{root} is damaged ({type(exc).__name__}: {exc}); rebuild it with `crossrank index`") \
+                from exc
+        if vectors is not None and vectors.vectors.shape[1] != dim:
+            raise InputError(f"{root}: vectors of {vectors.vectors.shape[1]} dimensions, the manifest says {dim}; "
+                             "rebuild the index")
         for what, count in (("vectors", len(vectors) if vectors is not None else None),
                             ("BM25 documents", bm25.num_docs if bm25 is not None else None)):
             if count is not None and count != len(corpus):
                 raise InputError(f"{root}: {count} {what} for {len(corpus)} documents; rebuild the index")
-        return cls(corpus, manifest["fields"], bm25=bm25, vectors=vectors,
-                   dense_model=dense["model"] if dense else None)
+        return cls(corpus, fields, bm25=bm25, vectors=vectors, dense_model=dense["model"] if dense else None)
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.encoder.embed([query])[0]
+        vector = self.encoder.embed([query])[0]
+        if self.vectors is not None and len(vector) != self.vectors.vectors.shape[1]:
+            raise InputError(f"the bi-encoder {self.dense_model!r} gives {len(vector)} dimensions, the index's vectors "
+                             f"have {self.vectors.vectors.shape[1]}: it was built with another model; rebuild it")
+        return vector

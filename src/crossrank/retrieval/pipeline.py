@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from crossrank.engine.documents import query_text
+from crossrank.checks import number
+from crossrank.engine.documents import field_names, query_text
 from crossrank.errors import BackendError, InputError
 from crossrank.retrieval.corpus import Corpus
 from crossrank.retrieval.fusion import RRF_K, mmr, reciprocal_rank_fusion
@@ -44,6 +45,8 @@ class Retriever(_Composable):
         self.k = k
 
     def __or__(self, other: Retriever | Fusion) -> Fusion:
+        if not isinstance(other, (Retriever, Fusion)):
+            return NotImplemented
         others = other.retrievers if isinstance(other, Fusion) else [other]
         return Fusion([self, *others])
 
@@ -91,7 +94,7 @@ class Fusion(_Composable):
 
     name = "rrf"
 
-    def __init__(self, retrievers: Sequence[Retriever], *, k: int = RRF_K,
+    def __init__(self, retrievers: Sequence[Retriever], *, k: float = RRF_K,
                  weights: Mapping[str, float] | None = None) -> None:
         names = [r.name for r in retrievers]
         if len(set(names)) != len(names):
@@ -99,11 +102,13 @@ class Fusion(_Composable):
         if len({id(r.index) for r in retrievers}) != 1:
             raise InputError("fused retrievers must search the same index")
         self.retrievers = list(retrievers)
-        self.k = k
-        self.weights = dict(weights or {})
+        self.k = number(k, "RRF k", minimum=0)
+        self.weights = {name: number(w, f"RRF weight of {name!r}", minimum=0) for name, w in (weights or {}).items()}
         self.index = retrievers[0].index
 
     def __or__(self, other: Retriever | Fusion) -> Fusion:
+        if not isinstance(other, (Retriever, Fusion)):
+            return NotImplemented
         others = other.retrievers if isinstance(other, Fusion) else [other]
         return Fusion([*self.retrievers, *others], k=self.k, weights=self.weights)
 
@@ -118,9 +123,7 @@ class MMR:
     name = "mmr"
 
     def __init__(self, lambda_: float = 0.7) -> None:
-        if not 0.0 <= lambda_ <= 1.0:
-            raise InputError(f"MMR lambda must be in [0, 1], got {lambda_}")
-        self.lambda_ = lambda_
+        self.lambda_ = number(lambda_, "MMR lambda", minimum=0, maximum=1)
 
 
 class Pipeline:
@@ -135,7 +138,7 @@ class Pipeline:
         self.mmr = mmr
         self.documents = documents
         self.ranker = ranker
-        self.on = list(on) if on else list(self.index.fields)
+        self.on = field_names(on) if on else list(self.index.fields)
         if on:  # a typo would rerank empty texts: fail now, like the index build does
             self.index.corpus.check_fields(self.on)
 
@@ -182,8 +185,10 @@ class Pipeline:
         for name, value in (("top_k", top_k), ("window", window)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InputError(f"{name} must be a non-negative integer, got {value!r}")
-        if budget_ms is not None and budget_ms <= 0:
-            raise InputError(f"budget_ms must be positive, got {budget_ms}")
+        if budget_ms is not None:
+            budget_ms = number(budget_ms, "budget_ms", above=0)
+        if min_score is not None:  # NaN would keep nothing, silently
+            min_score = number(min_score, "min_score")
         if isinstance(query, (str, bytes, bytearray)):  # bytes are one query, not a list of ints
             return self._search(query, top_k, window, budget_ms, min_score, depth)  # type: ignore[arg-type]
         if not isinstance(query, Sequence):
@@ -312,7 +317,7 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
-def build_pipeline(index: Index, *, retrievers: Sequence[str] | None = None, rrf_k: int = RRF_K,
+def build_pipeline(index: Index, *, retrievers: Sequence[str] | None = None, rrf_k: float = RRF_K,
                    weights: Mapping[str, float] | None = None, mmr_lambda: float | None = None,
                    ranker: Ranker | None = None, on: Sequence[str] | None = None, depth: int = DEFAULT_DEPTH
                    ) -> Pipeline:
@@ -324,7 +329,11 @@ def build_pipeline(index: Index, *, retrievers: Sequence[str] | None = None, rrf
         raise InputError(f"unknown retriever {unknown[0]!r}; expected bm25 or dense")
     classes = {"bm25": BM25, "dense": Dense}
     stages = [classes[n](index, k=depth) for n in names]
-    first: Retriever | Fusion = stages[0] if len(stages) == 1 else Fusion(stages, k=rrf_k, weights=weights)
+    fusion = Fusion(stages, k=rrf_k, weights=weights)  # checks k and weights even when one retriever needs neither
+    lacking = set(fusion.weights) - set(names)
+    if lacking:
+        raise InputError(f"weights name retrievers this pipeline lacks: {sorted(lacking)}; it has {names}")
+    first: Retriever | Fusion = stages[0] if len(stages) == 1 else fusion
     pipeline = Pipeline(first, on=on)
     if mmr_lambda is not None:
         pipeline = pipeline + MMR(mmr_lambda)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from crossrank.checks import integer, number
 from crossrank.errors import BackendError, InputError
 
 
@@ -118,9 +119,7 @@ class CascadeRanker:
     """
 
     def __init__(self, first: Ranker, second: Ranker, *, keep: int = 10) -> None:
-        if keep < 1:
-            raise InputError(f"cascade keep must be >= 1, got {keep}")
-        self.first, self.second, self.keep = first, second, keep
+        self.first, self.second, self.keep = first, second, integer(keep, "cascade keep", minimum=1)
         self.name = "cascade"
 
     def calibrate(self) -> None:
@@ -158,10 +157,9 @@ class FusedRanker:
     add ``fused``.
     """
 
-    def __init__(self, inner: Ranker, *, k: int = 60, weight: float = 1.0) -> None:
-        if k < 1 or weight < 0:
-            raise InputError(f"fusion needs k >= 1 and weight >= 0, got k={k}, weight={weight}")
-        self.inner, self.k, self.weight = inner, k, weight
+    def __init__(self, inner: Ranker, *, k: float = 60, weight: float = 1.0) -> None:
+        self.inner, self.k = inner, number(k, "fusion k", minimum=1)
+        self.weight = number(weight, "fusion weight", minimum=0)
         self.name = f"{inner.name}+rrf"
 
     def calibrate(self) -> None:

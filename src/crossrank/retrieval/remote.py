@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from crossrank.checks import integer, number
 from crossrank.errors import InputError, MissingDependencyError
 from crossrank.retrieval.rankers import RankerUnavailable, Ranking
 
@@ -101,8 +102,9 @@ class RemoteRanker:
             raise MissingDependencyError("remote rankers", "retrieval", "httpx") from exc
         if dialect not in DIALECTS:
             raise InputError(f"unknown ranker dialect {dialect!r}; expected one of {sorted(DIALECTS)}")
-        if retries < 0 or timeout <= 0:
-            raise InputError("retries must be >= 0 and timeout > 0")
+        timeout = number(timeout, "timeout", above=0, maximum=86_400)
+        retries = integer(retries, "retries")
+        backoff_s = number(backoff_s, "backoff_s", minimum=0, maximum=3_600)
         self.dialect = DIALECTS[dialect]
         try:
             parts = urlsplit(url) if isinstance(url, str) else None
@@ -117,11 +119,14 @@ class RemoteRanker:
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"RemoteRanker({self.endpoint!r}, dialect={self.dialect.name!r})"
 
     def close(self) -> None:
+        """Release the connection pool; later calls fail as an unavailable ranker (the pipeline falls back)."""
+        self._closed = True
         self._client.close()
 
     def rank(self, query: str, texts: Sequence[str]) -> Ranking:
@@ -142,6 +147,8 @@ class RemoteRanker:
     def _post(self, body: dict[str, Any], attempts: int | None = None) -> Any:
         import httpx
 
+        if self._closed:
+            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed")
         attempts = attempts or self.retries + 1
         last = ""
         for attempt in range(attempts):
