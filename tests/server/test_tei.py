@@ -93,3 +93,14 @@ def test_echoed_text_with_a_lone_surrogate_and_left_truncation(server, tiny_mode
                                                        "raw_scores": True, "truncation_direction": "Left"})
     by_index = [r["score"] for r in sorted(chunked.json(), key=lambda r: r["index"])]
     np.testing.assert_allclose(by_index, want["left"], atol=1e-6)
+
+
+def test_a_json_body_sent_as_a_form_is_told_its_content_type(server):
+    """`curl -d '{...}'` sends application/x-www-form-urlencoded: the body then reads as nothing, and
+    "Input should be a valid dictionary" alone does not say why."""
+    body = b'{"query": "a", "texts": ["b"]}'
+    for headers in ({"content-type": "application/x-www-form-urlencoded"}, {}):
+        answer = httpx.post(f"{server.url}/rerank", content=body, headers=headers)
+        assert answer.status_code == 422 and "Content-Type: application/json" in answer.json()["error"]
+    assert httpx.post(f"{server.url}/rerank", content=body,
+                      headers={"content-type": "application/json"}).status_code == 200

@@ -216,6 +216,9 @@ def create_app(config: Config) -> FastAPI:
         for e in exc.errors()[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        sent = request.headers.get("content-type", "")
+        if "json" not in sent.lower():  # e.g. `curl -d` sends a form type, and the JSON body reads as none at all
+            problems.insert(0, f"the body must be JSON sent as Content-Type: application/json (got {sent or 'none'!r})")
         return render_error(request.url.path, ApiError("validation", "invalid request: " + "; ".join(problems)))
 
     @app.exception_handler(StarletteHTTPException)
