@@ -26,6 +26,16 @@ def test_method_grammar():
             parse_method(bad)
 
 
+def test_default_methods_rerank_only_with_a_model(tiny_model):
+    """With no --model the default rows were reranked by the random-head built-in (NDCG@10 0.10 on ADI)."""
+    plain = CliRunner().invoke(app, ["eval", str(ADI), "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert [r["method"] for r in json.loads(plain.stdout)["results"]] == ["bm25", "dense", "hybrid"]
+    reranked = CliRunner().invoke(app, ["eval", str(ADI), "--json", "--model", str(tiny_model), "--window", "5"])
+    assert reranked.exit_code == 0, reranked.output
+    assert [r["method"] for r in json.loads(reranked.stdout)["results"]][-1] == "hybrid+rerank"
+
+
 def test_eval_json_matches_published_baselines(tmp_path, tiny_model):
     per_query = tmp_path / "pq.jsonl"
     result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25,hybrid,hybrid+rerank,hybrid+rerank+fuse",

@@ -123,3 +123,14 @@ def test_bad_setups_are_input_errors(tiny_model, tmp_path):
     short = [*groups[:2], Group(groups[2].query, groups[2].docs[:2], groups[2].labels[:2])]
     with pytest.raises(InputError, match="--group-size"):
         train(short, tmp_path / "x", config(base=str(tiny_model), groups_per_step=2))
+
+
+def test_a_max_length_past_the_position_embeddings_trains_at_the_models_limit(tiny_model, tmp_path):
+    """The default 256 on a model with 64 positions was a tensor-size RuntimeError at the first long group."""
+    long_groups = [Group(g.query, [d + " " + " ".join(FILLER * 8) for d in g.docs], g.labels, g.teacher)
+                   for g in toy_groups(8)]
+    result = train(long_groups, tmp_path / "m", config(base=str(tiny_model), steps=2, max_length=256,
+                                                       checkpoint_every=0))
+    assert len(result.losses) == 2 and all(np.isfinite(result.losses))
+    saved = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
+    assert saved["model_max_length"] == 64

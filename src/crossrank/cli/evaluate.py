@@ -13,7 +13,9 @@ from crossrank.cli import comma_list
 from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError, InputError
 
-DEFAULT_METHODS = "bm25,dense,hybrid,hybrid+rerank"
+#: Without --model there is no trained reranker to measure (the built-in has a random head), so no rerank row.
+DEFAULT_METHODS = "bm25,dense,hybrid"
+DEFAULT_METHODS_WITH_MODEL = "bm25,dense,hybrid,hybrid+rerank"
 
 
 def _collections(data_dir: Path) -> list[Path]:
@@ -32,8 +34,10 @@ def eval_command(
     data_dir: Annotated[Path, typer.Argument(help="BEIR-layout collection (corpus.jsonl, queries.jsonl, qrels/) "
                                                   "or a directory of them")],
     split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
-    methods: Annotated[str, typer.Option(help="comma-separated: bm25, dense, hybrid, each with optional +mmr, "
-                                              "+rerank; 'default' is crossrank search's pipeline")] = DEFAULT_METHODS,
+    methods: Annotated[str | None, typer.Option(
+        help="comma-separated: bm25, dense, hybrid, each with optional +mmr, +rerank, +rerank+fuse (RRF of the "
+             "first-stage and reranked ranks); 'default' is crossrank search's pipeline. Default: "
+             f"{DEFAULT_METHODS}, and hybrid+rerank with --model")] = None,
     window: Annotated[int, typer.Option(help="documents the cross-encoder reranks")] = 100,
     model: Annotated[str | None, typer.Option(help="cross-encoder for +rerank (hub id, dir, export, built-in)")
                      ] = None,
@@ -62,6 +66,7 @@ def eval_command(
     if per_query_out and (per_query_out.is_dir() or not per_query_out.parent.is_dir()):
         _fail(InputError(f"--per-query {per_query_out}: not a file in an existing directory"))
     try:
+        methods = methods or (DEFAULT_METHODS_WITH_MODEL if model else DEFAULT_METHODS)
         parsed = [parse_method(m.strip()) for m in methods.split(",") if m.strip()]
         if compare:
             missing = [m for m in compare if m not in {p.name for p in parsed}]
@@ -75,6 +80,9 @@ def eval_command(
             from crossrank.retrieval import LocalRanker
 
             ranker = LocalRanker(model, max_chunks_per_doc=max_chunks)
+            if model is None:
+                console.print("[yellow]+rerank without --model uses the built-in minilm-l6-untrained, whose head is "
+                              "random: its rows measure speed, not ranking. Pass --model to measure a reranker.[/]")
         results: list[MethodResult] = []
         comparisons: list[tuple[str, Any]] = []
         for path in _collections(data_dir):

@@ -15,7 +15,6 @@ from crossrank.errors import CrossrankError
 if TYPE_CHECKING:
     from crossrank.train.trainer import TrainConfig
 
-Paths = Annotated[list[Path] | None, typer.Option()]
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -77,8 +76,10 @@ def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **r
 def train_command(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="directory for the checkpoint, ONNX export and model card")],
-    data: Paths = None,
-    pseudo: Paths = None,
+    data: Annotated[list[Path] | None, typer.Option(
+        help="judged BEIR-layout collection to train on (repeat the option for several)")] = None,
+    pseudo: Annotated[list[Path] | None, typer.Option(
+        help="corpus (BEIR collection or corpus file) to draw label-free pseudo-queries from (repeatable)")] = None,
     pseudo_count: Annotated[int, typer.Option(help="pseudo-query groups drawn over the --pseudo corpora")] = 2000,
     held_out: Annotated[Path | None, typer.Option(help="BEIR collection to evaluate on, never trained on")] = None,
     base: Annotated[str, typer.Option(help="starting cross-encoder (built-in, hub id, dir)")] = "minilm-l6-untrained",

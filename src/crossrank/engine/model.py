@@ -118,12 +118,18 @@ def declared_activation(config: dict[str, Any], num_labels: int) -> str:
     return "sigmoid" if num_labels == 1 else "identity"
 
 
-def default_max_length(path: Path, config: dict[str, Any]) -> int:
-    """The longest input the checkpoint accepts: tokenizer's ``model_max_length`` if sane,
-    capped by the position embeddings (minus RoBERTa's padding offset)."""
+def position_limit(config: dict[str, Any]) -> int:
+    """The most tokens the position embeddings hold (RoBERTa-style models lose two to their padding offset)."""
     limit = int(config.get("max_position_embeddings", 512))
     if config.get("model_type") in {"roberta", "xlm-roberta", "camembert"}:
         limit -= 2
+    return limit
+
+
+def default_max_length(path: Path, config: dict[str, Any]) -> int:
+    """The longest input the checkpoint accepts: tokenizer's ``model_max_length`` if sane,
+    capped by the position embeddings (minus RoBERTa's padding offset)."""
+    limit = position_limit(config)
     tc = path / "tokenizer_config.json"
     if tc.exists():
         try:

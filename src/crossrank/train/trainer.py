@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ import numpy as np
 from crossrank.errors import InputError, MissingDependencyError
 from crossrank.train.examples import Group, batches
 from crossrank.train.losses import distill, ranking_loss
+
+log = logging.getLogger("crossrank.train")
 
 CHECKPOINTS = "checkpoints"
 
@@ -112,7 +115,7 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     torch = _require_torch()
     from transformers import AutoModelForSequenceClassification
 
-    from crossrank.engine.model import resolve
+    from crossrank.engine.model import position_limit, resolve
     from crossrank.engine.tokenize import PairTokenizer
 
     if config.steps < 1 or config.groups_per_step < 1:
@@ -136,6 +139,10 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     if config.threads:
         torch.set_num_threads(config.threads)
     base = resolve(config.base)
+    limit = position_limit(base.config)
+    if config.max_length > limit:  # longer inputs would index past the position embeddings (a tensor-size crash)
+        log.warning("%s reads at most %d tokens: training at %d, not %d", base.name, limit, limit, config.max_length)
+        config = replace(config, max_length=limit)
     start = 0
     run = run_signature(config, groups)
     checkpoint = latest_checkpoint(out) if resume else None
