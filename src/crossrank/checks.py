@@ -16,7 +16,7 @@ from crossrank.errors import InputError
 def integer(value: object, name: str, *, minimum: int = 0) -> int:
     """``value`` as an int if it is a whole number (Python or NumPy, not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r:.80}")
     return int(value)
 
 
@@ -24,13 +24,16 @@ def number(value: object, name: str, *, minimum: float | None = None, above: flo
            maximum: float | None = None) -> float:
     """``value`` as a float if it is a finite real (not a bool) within the bounds: ``minimum`` and
     ``maximum`` inclusive, ``above`` exclusive."""
-    real = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    x = float(value) if real else math.nan  # type: ignore[arg-type]
+    try:
+        x = float(value) if not isinstance(value, bool) and isinstance(value, numbers.Real) else math.nan
+    except OverflowError:  # an int past float's range, e.g. 10**400
+        x = math.nan
+    real = math.isfinite(x)
     ok = real and (minimum is None or x >= minimum) and (above is None or x > above) \
         and (maximum is None or x <= maximum)
     if not ok:
         bounds = [f">= {minimum:g}" if minimum is not None else "", f"> {above:g}" if above is not None else "",
                   f"<= {maximum:g}" if maximum is not None else ""]
         within = " and ".join(b for b in bounds if b)
-        raise InputError(f"{name} must be a finite number{' ' + within if within else ''}, got {value!r}")
+        raise InputError(f"{name} must be a finite number{' ' + within if within else ''}, got {value!r:.80}")
     return x

@@ -112,6 +112,27 @@ def test_missing_and_odd_field_values_read_as_the_retrieval_index_reads_them(ce)
     listed = {"text": [b"crocs", "clog", None]}
     assert ce.score_documents("crocs", [listed])[0][0] == ce.score_documents("crocs", ["crocs\nclog"])[0][0]
     assert join_fields(listed, ["text"]) == "crocs\nclog" and join_fields(with_nan, ["title", "text"]) == "crocs"
+    assert ce.score_documents("crocs", [{"title": "crocs", "text": np.float32("nan")}])[0][0] == \
+        ce.score_documents("crocs", [{"title": "crocs"}])[0][0]
+    deep: list = []
+    for _ in range(3000):
+        deep = [deep]
+    with pytest.raises(InputError, match="nested too deeply"):
+        ce.score_documents("crocs", [{"text": deep}])
+    doc = {"title": "crocs", "text": "clog"}
+    by_keys = ce.score_documents("crocs", [doc], on=doc.keys())[0]
+    assert by_keys[0] == ce.score_documents("crocs", [doc], on=["title", "text"])[0][0]
+    with pytest.raises(InputError, match="set"):
+        ce.score_documents("crocs", [doc], on={"title", "text"})  # no order: texts would vary run to run
+
+
+def test_number_checks_refuse_what_floats_cannot_hold():
+    from crossrank.checks import integer, number
+
+    for bad in (10**400, float("nan"), float("inf"), "1", True, None):
+        with pytest.raises(InputError):
+            number(bad, "x")
+    assert number(np.float32(0.5), "x", minimum=0, maximum=1) == 0.5 and integer(np.int64(3), "n") == 3
 
 
 def test_lone_surrogates_are_replaced(ce):

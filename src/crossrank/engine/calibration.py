@@ -78,8 +78,8 @@ def _params_problem(method: str, params: Any) -> str | None:
         a, b = params.get("a"), params.get("b")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (a, b)):
             return "Platt params a and b must be finite numbers"
-        if a < MIN_SLOPE:  # type: ignore[operator]
-            return f"Platt slope a={a} is below {MIN_SLOPE}: the map would flatten or reverse every ranking"
+        if a <= 0:  # type: ignore[operator]  # (fits before the MIN_SLOPE floor may hold a tiny positive slope)
+            return f"Platt slope a={a} is not positive: the map would flatten or reverse every ranking"
         return None
     try:
         xs = np.asarray(params.get("xs"), dtype=np.float64)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import numbers
+from collections.abc import Iterable, KeysView, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from crossrank.errors import InputError
@@ -36,12 +38,18 @@ def clean_text(value: Any, what: str) -> str:
 
 
 def field_names(on: Any, what: str = "on") -> list[str]:
-    """``on`` as a list of field names: one name alone is that field (not its characters)."""
+    """``on`` as a list of field names, each once, in order: one name alone is that field (not its
+    characters); a name given twice is read once (``["text"] * 20000`` is one text). Any ordered
+    iterable will do (a list, a tuple, ``dict.keys()``); a set has no order, so documents would read
+    differently from run to run, and is refused."""
     names = [on] if isinstance(on, str) else on
-    if isinstance(names, Mapping) or not isinstance(names, Sequence) \
-            or not all(isinstance(f, str) and f for f in names):
-        raise InputError(f"{what} must be a field name or a list of field names, got {on!r}")
-    return list(names)
+    unordered = isinstance(names, AbstractSet) and not isinstance(names, KeysView)
+    if unordered or isinstance(names, (Mapping, bytes)) or not isinstance(names, Iterable):
+        raise InputError(f"{what} must be a field name or a list of field names, got {type(on).__name__}")
+    names = list(names)
+    if not all(isinstance(f, str) for f in names):
+        raise InputError(f"{what} must hold field names (strings), got {names[:5]!r}")
+    return list(dict.fromkeys(names))
 
 
 def field_text(value: Any, what: str) -> str | None:
@@ -49,14 +57,14 @@ def field_text(value: Any, what: str) -> str | None:
     missing value, not the word "nan"). A list (an Elasticsearch array field) gives its items one a
     line; bytes are read as UTF-8; anything else as ``str()``. The same rule for the engine's documents
     and the retrieval index, so a document reads the same at every stage."""
-    if value is None or (isinstance(value, float) and value != value):
-        return None
     if isinstance(value, (str, bytes, bytearray)):
         return clean_text(value, what)
-    if isinstance(value, (list, tuple)):
-        items = [field_text(v, what) for v in value]
-        return "\n".join(t for t in items if t is not None)
+    if value is None or (isinstance(value, numbers.Real) and value != value):  # NumPy's NaNs too
+        return None
     try:
+        if isinstance(value, (list, tuple)):
+            items = [field_text(v, what) for v in value]
+            return "\n".join(t for t in items if t is not None)
         return clean_text(str(value), what)
     except RecursionError:  # a structure nested past Python's stack
         raise InputError(f"{what} is nested too deeply to read as text") from None
@@ -67,7 +75,6 @@ def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
     field's items one a line, as search engines store multi-valued fields)."""
     if isinstance(doc, Mapping):
         fields = field_names(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
-        fields = list(dict.fromkeys(fields))  # a field named twice is read once: ["text"] * 20000 is one text
         if not fields:
             raise InputError(
                 f"{what} is a dict without 'text' or 'title'; say which fields to read with on=[...] "
@@ -83,7 +90,8 @@ def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
 def document_texts(documents: Any, on: Sequence[str] | None = None) -> list[str]:
     if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Sequence):
         raise InputError(f"documents must be a list of strings or dicts, got {type(documents).__name__}")
-    return [document_text(d, on, f"document {i}") for i, d in enumerate(documents)]
+    fields = field_names(on) if on else None  # once, not per document
+    return [document_text(d, fields, f"document {i}") for i, d in enumerate(documents)]
 
 
 def query_text(query: Any) -> str:

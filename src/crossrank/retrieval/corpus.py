@@ -93,7 +93,8 @@ class Corpus:
         self.check_fields(on)
         out = []
         for i, doc in enumerate(self.documents):
-            parts = [field_text(v, f"document {self.ids[i]!r}[{f!r}]") or "" for f in on if _present(v := doc.get(f))]
+            parts = [v if type(v) is str and v.isascii() else field_text(v, f"document {self.ids[i]!r}[{f!r}]") or ""
+                     for f in on if _present(v := doc.get(f))]
             out.append("\n".join(parts))
         return out
 
@@ -127,7 +128,8 @@ class Corpus:
 
 def join_fields(doc: Mapping[str, Any], on: Sequence[str]) -> str:
     """A document's ``on`` fields joined by newlines, skipping missing and blank ones: what every stage reads."""
-    return "\n".join(field_text(v, repr(f)) or "" for f in on if _present(v := doc.get(f)))
+    return "\n".join(v if type(v) is str and v.isascii() else field_text(v, repr(f)) or ""
+                     for f in on if _present(v := doc.get(f)))
 
 
 def _present(value: Any) -> bool:

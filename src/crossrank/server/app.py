@@ -217,7 +217,9 @@ def create_app(config: Config) -> FastAPI:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         sent = request.headers.get("content-type", "")
-        if "json" not in sent.lower():  # e.g. `curl -d` sends a form type, and the JSON body reads as none at all
+        unread = any(e.get("type") in ("model_attributes_type", "dict_type") and tuple(e.get("loc", ())) == ("body",)
+                     for e in exc.errors())
+        if unread and "json" not in sent.lower():  # e.g. `curl -d` sends a form type: the body is not read as JSON
             problems.insert(0, f"the body must be JSON sent as Content-Type: application/json (got {sent or 'none'!r})")
         return render_error(request.url.path, ApiError("validation", "invalid request: " + "; ".join(problems)))
 

@@ -21,7 +21,7 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from crossrank.engine.documents import document_texts, query_text
+from crossrank.engine.documents import document_texts, field_names, query_text
 from crossrank.errors import CrossrankError, InputError
 from crossrank.jsonl import dumps
 from crossrank.server.batcher import Batcher, BatcherClosed, ScoreResult
@@ -53,16 +53,17 @@ def _document_problem(value: Any) -> str | None:
     """Why a document cannot be echoed or read safely, or None: NaN or Infinity anywhere (Python's JSON
     reads them, no JSON can carry them back), or nesting deeper than ``MAX_DOCUMENT_DEPTH``. A loop,
     not recursion, so the check itself cannot overflow."""
-    stack = [(value, 0)]
+    stack = [(value, 0)]  # containers only: scalars are checked where they are met
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return "holds NaN or Infinity, which JSON does not allow"
-        elif isinstance(item, (dict, list)):
-            if depth >= MAX_DOCUMENT_DEPTH:
-                return f"is nested deeper than {MAX_DOCUMENT_DEPTH} levels"
-            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+        if depth >= MAX_DOCUMENT_DEPTH:
+            return f"is nested deeper than {MAX_DOCUMENT_DEPTH} levels"
+        for v in item.values() if isinstance(item, dict) else item:
+            if isinstance(v, float):
+                if not math.isfinite(v):
+                    return "holds NaN or Infinity, which JSON does not allow"
+            elif isinstance(v, (dict, list)):
+                stack.append((v, depth + 1))
     return None
 
 
@@ -98,10 +99,16 @@ def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, lis
         query = query_text(q.query)
     except InputError as exc:
         raise ApiError("validation", str(exc)) from None
-    if q.fields is not None and not q.fields:
-        raise ApiError("validation", "the list of fields to rank on is empty")
-    if q.fields is not None and len(set(q.fields)) > MAX_RANK_FIELDS:
-        raise ApiError("validation", f"{len(set(q.fields))} fields to rank on; at most {MAX_RANK_FIELDS}")
+    fields = None
+    if q.fields is not None:
+        if not q.fields:
+            raise ApiError("validation", "the list of fields to rank on is empty")
+        try:
+            fields = field_names(q.fields, "rank_fields")  # each once: ["text"] * 100000 is one field
+        except InputError as exc:
+            raise ApiError("validation", str(exc)) from None
+        if len(fields) > MAX_RANK_FIELDS:
+            raise ApiError("validation", f"{len(fields)} fields to rank on; at most {MAX_RANK_FIELDS}")
     if not isinstance(q.documents, list):
         raise ApiError("validation", "documents must be a list of strings or objects")
     if not q.documents:
@@ -112,7 +119,7 @@ def _texts(q: RerankQuery, max_documents: int, max_chars: int) -> tuple[str, lis
         if isinstance(d, dict) and (problem := _document_problem(d)):
             raise ApiError("validation", f"document {i} {problem}")
     try:
-        texts = document_texts(q.documents, q.fields)
+        texts = document_texts(q.documents, fields)
     except InputError as exc:
         raise ApiError("validation", str(exc)) from None
     if len(query) > max_chars or any(len(t) > max_chars for t in texts):
