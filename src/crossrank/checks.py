@@ -1,4 +1,4 @@
-"""Checks for the numbers callers pass as options, in one place.
+"""Checks for the numbers and output paths callers pass as options, in one place.
 
 An option of the wrong type or out of range must fail where it is given, with its name, as an
 ``InputError``; not later as a ``TypeError`` from deep inside a loop, and not silently (a NaN weight
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 from crossrank.errors import InputError
 
@@ -37,3 +39,31 @@ def number(value: object, name: str, *, minimum: float | None = None, above: flo
         within = " and ".join(b for b in bounds if b)
         raise InputError(f"{name} must be a finite number{' ' + within if within else ''}, got {value!r:.80}")
     return x
+
+
+def output_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` made (with its parents) as a directory to write into, or an ``InputError`` saying why not:
+    an existing file, a read-only or missing place. Checked before any work whose result it would hold."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{what} {out} is a file, not a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot create {what} {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"{what} {out} is not writable")
+    return out
+
+
+def output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a file this run may write: not a directory, in an existing writable directory."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{what} {out} is a directory, not a file")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{what} {out}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{what} {out}: the directory {parent} is not writable")
+    return out

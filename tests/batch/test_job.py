@@ -130,6 +130,21 @@ def test_bad_files(tmp_path, tiny_model):
         score_file(tmp_path / "empty.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
 
 
+def test_a_bad_out_or_model_setting_is_refused_before_anything_is_staged(tmp_path, tiny_model):
+    """--out in a missing directory was a FileNotFoundError; a directory as --out failed after scoring every
+    row; a typo in --backend left staged parts that blocked the corrected command."""
+    write_rows(tmp_path / "in.jsonl", _rows(4))
+    (tmp_path / "outdir.jsonl").mkdir()
+    for out, kwargs, why in ((tmp_path / "nodir" / "o.jsonl", {}, "does not exist"),
+                             (tmp_path / "outdir.jsonl", {}, "is a directory"),
+                             (tmp_path / "o.jsonl", {"backend": "foo"}, "unknown backend"),
+                             (tmp_path / "o.jsonl", {"quantize": "int4"}, "unknown quantization")):
+        with pytest.raises(InputError, match=why):
+            score_file(tmp_path / "in.jsonl", out, model=str(tiny_model), progress=False, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "outdir.jsonl"]
+    assert score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False).rows == 4
+
+
 def test_cli_batch(tmp_path, tiny_model):
     from typer.testing import CliRunner
 

@@ -28,6 +28,23 @@ def test_rerank_from_stdin_jsonl(tiny_model):
     assert {r["index"] for r in json.loads(result.stdout)["results"]} == {0, 1}
 
 
+def test_stdin_with_a_bom_crlf_or_a_broken_json_line(tiny_model):
+    """A BOM made the first JSON line score as raw text, CRLF left \\r in documents, and a broken JSON
+    line was scored as its own text without a word."""
+    args = ["rerank", "crocs", "--model", str(tiny_model), "--json"]
+    clean = runner.invoke(app, args, input='{"title": "crocs", "text": "clog"}\nwing lift\n')
+    windows = runner.invoke(app, args, input='\ufeff{"title": "crocs", "text": "clog"}\r\nwing lift\r\n')
+    assert windows.exit_code == 0 and json.loads(windows.stdout) == json.loads(clean.stdout)
+    broken = runner.invoke(app, args, input='{"title": "crocs"}\n{bad json\n')
+    assert broken.exit_code == 2 and "stdin line 2" in broken.output
+
+
+def test_export_to_a_file_is_exit_2(tiny_model, tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = runner.invoke(app, ["export", str(tiny_model), "--out", str(tmp_path / "afile")])
+    assert result.exit_code == 2 and "is a file" in result.output
+
+
 def test_unknown_model_exits_2():
     result = runner.invoke(app, ["rerank", "q", "d", "--model", "./nope"])
     assert result.exit_code == 2

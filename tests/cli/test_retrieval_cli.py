@@ -68,6 +68,16 @@ def test_input_errors_exit_2(movies_index, tmp_path):
     assert bad_windows.exit_code == 2 and "dense_windows must be 'auto' or an integer" in bad_windows.output
     usage = runner.invoke(app, ["search", str(movies_index)])
     assert usage.exit_code == 2
+    for weights in ("bm25=0,dense=0", "bm25=1,bm25=2"):  # no order at all; which value counts?
+        refused = runner.invoke(app, ["search", str(movies_index), "q", "--weights", weights, "--no-rerank"])
+        assert refused.exit_code == 2 and "weight" in refused.output, refused.output
+    ignored = runner.invoke(app, ["search", str(movies_index), "q", "--min-score", "5", "--no-rerank"])
+    assert ignored.exit_code == 2 and "no ranker" in ignored.output
+    (tmp_path / "ragged.csv").write_text("id,title,text\n1,crocs,clog\n2,wing,aircraft, lift\n")
+    ragged = runner.invoke(app, ["index", str(tmp_path / "ragged.csv"), "--out", str(tmp_path / "r"), "--no-dense"])
+    assert ragged.exit_code == 2 and "ragged.csv:3: 4 cells for 3 columns" in ragged.output
+    as_dir = runner.invoke(app, ["index", str(tmp_path), "--out", str(tmp_path / "r"), "--no-dense"])
+    assert as_dir.exit_code == 2 and "is a directory" in as_dir.output
 
 
 def test_index_csv_bm25_only_then_search_in_a_subprocess(tmp_path):

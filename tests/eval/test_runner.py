@@ -63,6 +63,14 @@ def test_eval_errors(tmp_path):
     assert result.exit_code == 2 and "BEIR-layout" in result.output
     result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "splade"])
     assert result.exit_code == 2 and "unknown method" in result.output
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", ","])
+    assert result.exit_code == 2 and "names no method" in result.output
+    import shutil
+
+    shutil.copytree(ADI, tmp_path / "adi")
+    (tmp_path / "adi" / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\n1\t\xff\t1\n")
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "adi"), "--methods", "bm25"])
+    assert result.exit_code == 2 and "test.tsv:2: not UTF-8" in result.output
     for target in (tmp_path / "no-such-dir" / "pq.jsonl", tmp_path):  # refused before any evaluation runs
         result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--per-query", str(target)])
         assert result.exit_code == 2 and "--per-query" in result.output

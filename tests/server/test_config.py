@@ -81,6 +81,15 @@ def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
     assert isinstance(Config().validate(), Config)
+    bad.write_bytes(b"models:\n  x: caf\xff\n")  # was a UnicodeDecodeError traceback
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
+    bad.write_text("")  # served the built-in random-head model without a word
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(bad)
+    bad.write_text("models:\n  x:\n    model: ${CROSSRANK_TEST_UNSET_VAR}\n")
+    with pytest.raises(ConfigError, match="models.x.model is empty"):
+        load_config(bad)
 
 
 def test_environment_values_follow_the_shell_and_fill_keys_and_booleans(tmp_path, monkeypatch):

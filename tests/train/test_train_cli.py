@@ -39,6 +39,15 @@ def test_training_on_the_held_out_collection_is_refused(tiny_model, toy_collecti
     assert result.exit_code == 2 and "both trained on and held out" in result.output
     nothing = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--base", str(tiny_model)])
     assert nothing.exit_code == 2 and "no training data" in nothing.output
+    # found before any group is built: an --out that is a file, an unknown quantization, negative counts
+    (tmp_path / "a-file").write_text("")
+    for args, why in ((["--out", str(tmp_path / "a-file")], "is a file"),
+                      (["--out", str(tmp_path / "m"), "--quantize", "int4"], "unknown quantization"),
+                      (["--out", str(tmp_path / "m"), "--pseudo", str(train_dir), "--pseudo-count", "-5"],
+                       "pseudo_count"),
+                      (["--out", str(tmp_path / "m"), "--checkpoint-every", "-1"], "checkpoint_every")):
+        refused = runner.invoke(app, ["train", "--data", str(train_dir), "--base", str(tiny_model), *args])
+        assert refused.exit_code == 2 and why in refused.output, refused.output
 
 
 def test_adapt_on_a_plain_jsonl_corpus(tiny_model, toy_collections, tmp_path):
@@ -110,3 +119,14 @@ def test_progress_is_plain_lines_when_not_on_a_terminal(tiny_model, toy_collecti
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("train ") and " loss=" in line]
     assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+
+
+def test_calibrate_refuses_a_collection_named_twice(tiny_model, toy_collections, tmp_path):
+    """Its queries could land in both the fitting half and the held-out half: the reported error leaked."""
+    import shutil
+
+    train_dir, _ = toy_collections
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    result = runner.invoke(app, ["calibrate", str(model), str(train_dir), str(train_dir)])
+    assert result.exit_code == 2 and "named twice" in result.output

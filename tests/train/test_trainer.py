@@ -117,9 +117,13 @@ def test_bad_setups_are_input_errors(tiny_model, tmp_path):
         train(no_teacher, tmp_path / "x", config(base=str(tiny_model), distill_weight=1.0))
     with pytest.raises(InputError, match="steps"):
         train(groups, tmp_path / "x", config(base=str(tiny_model), steps=0))
-    for bad in ({"lr": -1.0}, {"lr": float("nan")}, {"warmup": 2.0}, {"temperature": 0.0}):
-        with pytest.raises(InputError, match="out of range"):
+    for bad in ({"lr": -1.0}, {"lr": float("nan")}, {"warmup": 2.0}, {"temperature": 0.0},
+                {"threads": -1}, {"checkpoint_every": -1}, {"eval_every": -1}):
+        with pytest.raises(InputError, match=next(iter(bad))):
             train(groups, tmp_path / "x", config(base=str(tiny_model), **bad))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(InputError, match="is a file"):
+        train(groups, tmp_path / "a-file", config(base=str(tiny_model)))
     short = [*groups[:2], Group(groups[2].query, groups[2].docs[:2], groups[2].labels[:2])]
     with pytest.raises(InputError, match="--group-size"):
         train(short, tmp_path / "x", config(base=str(tiny_model), groups_per_step=2))

@@ -34,7 +34,7 @@ def _pyarrow():
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """All rows of a JSONL or Parquet file as dicts; a line that is not a JSON object is an InputError."""
     if not path.is_file():
-        raise InputError(f"{path} not found")
+        raise InputError(f"{path} is a directory, not a file" if path.is_dir() else f"{path} not found")
     if file_format(path) == "parquet":
         _, pq = _pyarrow()
         try:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from crossrank.batch.files import check_rows, file_format, read_rows, write_rows
+from crossrank.checks import integer, output_file
+from crossrank.engine.backends import BACKENDS
 from crossrank.engine.documents import document_text
 from crossrank.engine.model import model_identity
 from crossrank.errors import InputError
@@ -160,10 +162,13 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
     src, dst = Path(input), Path(output)
     file_format(src)
     file_format(dst)
-    if not isinstance(workers, int) or workers < 1:
-        raise InputError("workers must be a positive integer")
-    if not isinstance(part_rows, int) or part_rows < 1:
-        raise InputError("part_rows must be a positive integer")
+    output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
+    integer(workers, "workers", minimum=1)
+    integer(part_rows, "part_rows", minimum=1)
+    if backend not in ("auto", *BACKENDS):
+        raise InputError(f"unknown backend {backend!r}; expected auto, onnx or torch")
+    if quantize not in (None, "int8"):
+        raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
     model_kwargs = {"model": model, "backend": backend, "quantize": quantize, "max_length": max_length}
     job = Job(src, dst, part_rows, {**model_kwargs, "on": list(on) if on else None,
                                     "model_content": model_identity(model)})

@@ -11,7 +11,7 @@ import typer
 
 from crossrank.cli import comma_list
 from crossrank.engine.documents import clean_text
-from crossrank.errors import CrossrankError
+from crossrank.errors import CrossrankError, InputError
 from crossrank.jsonl import dumps
 
 app = typer.Typer(help="crossrank: cross-encoder reranking, exact and fast.", no_args_is_help=True,
@@ -24,17 +24,22 @@ def _fail(exc: CrossrankError) -> NoReturn:
 
 
 def _read_stdin_documents() -> list:
+    """One document a line: a JSON object (or JSON string) as such, anything else as its text. A line
+    that opens an object but does not parse is an error naming it, not a document scored as raw JSON."""
     docs: list = []
-    for line in sys.stdin:
-        line = line.rstrip("\n")
+    for n, line in enumerate(sys.stdin, 1):
+        line = line.rstrip("\r\n")
+        if n == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark from Windows editors
         if not line.strip():
             continue
         if line.lstrip().startswith(("{", '"')):
             try:
                 docs.append(json.loads(line))
                 continue
-            except json.JSONDecodeError:
-                pass
+            except json.JSONDecodeError as exc:
+                if line.lstrip().startswith("{"):
+                    raise InputError(f"stdin line {n}: not a JSON object ({exc.msg}, column {exc.colno})") from None
         docs.append(line)
     return docs
 
@@ -53,8 +58,8 @@ def rerank(
     """Rank documents for QUERY, best first (documents as arguments, or stdin: lines or JSONL)."""
     from crossrank import CrossEncoder
 
-    docs: list = list(documents) if documents else _read_stdin_documents()
     try:
+        docs: list = list(documents) if documents else _read_stdin_documents()
         ce = CrossEncoder(model, backend=backend, quantize=quantize)
         ranked = ce.rank(query, docs, top_k=top_k, on=comma_list(on))
     except CrossrankError as exc:

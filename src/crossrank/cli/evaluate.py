@@ -72,7 +72,7 @@ def eval_command(
             missing = [m for m in compare if m not in {p.name for p in parsed}]
             parsed += [parse_method(m) for m in missing]
         if not parsed:
-            raise typer.BadParameter("no method given")
+            raise InputError(f"--methods {methods!r} names no method")
         if window < 1 and any(m.rerank for m in parsed):
             raise InputError(f"--window {window} reranks nothing: a '+rerank' row would be its first stage's")
         ranker = None

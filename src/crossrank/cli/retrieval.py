@@ -34,6 +34,8 @@ def _weights(value: str | None) -> dict[str, float] | None:
     out = {}
     for part in value.split(","):
         name, _, weight = part.partition("=")
+        if name.strip() in out:
+            _fail(f"--weights names {name.strip()!r} twice")
         try:
             out[name.strip()] = float(weight)
         except ValueError:

@@ -45,8 +45,10 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         raise InputError(f"{path} not found: qrels/<split>.tsv is required to evaluate")
     qrels: dict[str, dict[str, int]] = {}
     seen_data = False
-    with path.open(encoding="utf-8-sig") as fh:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
         for n, line in enumerate(fh, 1):
+            if not line.isascii() and any("\udc80" <= c <= "\udcff" for c in line):
+                raise InputError(f"{path}:{n}: not UTF-8 text")
             row = [field.strip() for field in line.rstrip("\r\n").split("\t")]
             if not any(row):
                 continue

@@ -155,7 +155,7 @@ def load_corpus(path: str | os.PathLike[str], *, id_field: str | None = None, fo
     """Read a corpus file: JSONL (one object per line), CSV/TSV with a header, or Parquet."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"corpus file {p} does not exist")
+        raise InputError(f"corpus file {p} is a directory" if p.is_dir() else f"corpus file {p} does not exist")
     fmt = format or detect_format(p)
     if fmt not in FORMATS:
         raise InputError(f"unknown corpus format {fmt!r}; expected one of {FORMATS}")
@@ -181,8 +181,15 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
         reader = csv.DictReader(fh, delimiter=delimiter)
         if not reader.fieldnames:
             return
+        width = len(reader.fieldnames)
         for row in reader:
-            yield {k: v for k, v in row.items() if k is not None}
+            # A row with more or fewer cells than the header is almost always an unquoted delimiter inside a
+            # text: indexing it would silently drop or shift part of the document.
+            cells = width + len(row.get(None) or ()) - sum(v is None for k, v in row.items() if k is not None)
+            if cells != width:
+                raise InputError(f"{path}:{reader.line_num}: {cells} cells for {width} columns "
+                                 f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
+            yield row
 
 
 def _read_parquet(path: Path) -> Iterable[dict[str, Any]]:

@@ -104,6 +104,8 @@ class Fusion(_Composable):
         self.retrievers = list(retrievers)
         self.k = number(k, "RRF k", minimum=0)
         self.weights = {name: number(w, f"RRF weight of {name!r}", minimum=0) for name, w in (weights or {}).items()}
+        if not any(self.weights.get(name, 1.0) > 0 for name in names):  # every fused score would be 0: no order
+            raise InputError(f"RRF weights {self.weights} leave no retriever with a positive weight")
         self.index = retrievers[0].index
 
     def __or__(self, other: Retriever | Fusion) -> Fusion:
@@ -189,6 +191,8 @@ class Pipeline:
             budget_ms = number(budget_ms, "budget_ms", above=0)
         if min_score is not None:  # NaN would keep nothing, silently
             min_score = number(min_score, "min_score")
+            if self.ranker is None:
+                raise InputError("min_score keeps reranked hits scoring at least that: this pipeline has no ranker")
         if isinstance(query, (str, bytes, bytearray)):  # bytes are one query, not a list of ints
             return self._search(query, top_k, window, budget_ms, min_score, depth)  # type: ignore[arg-type]
         if not isinstance(query, Sequence):

@@ -92,6 +92,8 @@ class Config:
         if not 0 <= self.server.port <= 65535:
             raise ConfigError(f"server.port must be between 0 and 65535, got {self.server.port}")
         for name, m in self.models.items():
+            if m.model is not None and not str(m.model).strip():
+                raise ConfigError(f"models.{name}.model is empty (an unset variable?): name a hub id, path or built-in")
             if m.backend not in ("auto", "onnx", "torch"):
                 raise ConfigError(f"models.{name}.backend must be auto, onnx or torch, got {m.backend!r}")
             if m.quantize not in (None, "int8"):
@@ -243,6 +245,10 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         data = _unprotect(yaml.load(text, Loader=_unique_keys_loader()), refs)  # noqa: S506 - a SafeLoader
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:  # an empty file: serving the built-in model instead would hide the mistake
+        raise ConfigError(f"{path} is empty: it needs at least 'models:' (or run crossrank serve without --config)")
     return config_from_dict(data)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.checks import integer
 from crossrank.engine.activation import sigmoid
 from crossrank.engine.calibration import expected_calibration_error, fit
 from crossrank.errors import CrossrankError, InputError
@@ -50,6 +51,10 @@ def calibrate(model_dir: Path, collections: Sequence[Path], *, method: str = "pl
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError(f"{model_dir} is not a local model directory: calibration is stored beside the weights")
+    integer(window, "window", minimum=1)
+    resolved = [Path(c).resolve() for c in collections]
+    if len(set(resolved)) != len(resolved):  # its queries could land in both halves: a leaked held-out error
+        raise InputError("a collection is named twice: each is read once")
     encoder = CrossEncoder(str(model_dir))  # scored with activation="raw": an old calibration plays no part
     examples = _examples(encoder, collections, window, fields)
     if len(examples) < 4:

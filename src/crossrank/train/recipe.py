@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from crossrank.checks import integer, output_dir
 from crossrank.errors import InputError
 from crossrank.jsonl import read_objects
 from crossrank.train.examples import Group, first_stage_searcher, judged_groups, pseudo_groups
@@ -179,6 +180,16 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     """
     if held_out is not None and any(Path(p).resolve() == Path(held_out).resolve() for p in judged):
         raise InputError(f"{held_out} is both trained on and held out: a figure on it would mean nothing")
+    # everything that can be wrong is found before the groups are built (minutes of first-stage searches)
+    config.check()
+    output_dir(out, "output directory")
+    if quantize not in (None, "int8"):
+        raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
+    if pseudo:
+        integer(pseudo_count, "pseudo_count", minimum=1)
+    integer(depth, "depth", minimum=1)
+    integer(group_size, "group_size", minimum=2)
+    integer(window, "window", minimum=1)
     t0 = time.perf_counter()
     groups = build_groups(judged=judged, pseudo=pseudo, pseudo_count=pseudo_count, fields=fields,
                           group_size=group_size, depth=depth, seed=config.seed, report=report)

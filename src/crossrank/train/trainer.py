@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.checks import integer, number, output_dir
 from crossrank.errors import InputError, MissingDependencyError
 from crossrank.train.examples import Group, batches
 from crossrank.train.losses import distill, ranking_loss
@@ -50,6 +51,20 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_every: int = 0
     threads: int | None = None
+
+    def check(self) -> None:
+        """Every setting in range, or an InputError naming it: called before any data is built."""
+        for name in ("steps", "groups_per_step", "max_length"):
+            integer(getattr(self, name), name, minimum=1)
+        for name in ("seed", "checkpoint_every", "eval_every"):  # 0 = never
+            integer(getattr(self, name), name)
+        if self.threads is not None:
+            integer(self.threads, "threads")  # 0 = torch's default
+        number(self.lr, "lr", above=0)
+        number(self.temperature, "temperature", above=0)
+        number(self.warmup, "warmup", minimum=0, maximum=1)
+        number(self.weight_decay, "weight_decay", minimum=0)
+        number(self.distill_weight, "distill_weight", minimum=0)
 
 
 @dataclass
@@ -118,15 +133,7 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     from crossrank.engine.model import position_limit, resolve
     from crossrank.engine.tokenize import PairTokenizer
 
-    if config.steps < 1 or config.groups_per_step < 1:
-        raise InputError("steps and groups_per_step must be at least 1")
-    for name, value, ok in (("lr", config.lr, config.lr > 0),
-                            ("temperature", config.temperature, config.temperature > 0),
-                            ("warmup", config.warmup, 0 <= config.warmup <= 1),
-                            ("weight_decay", config.weight_decay, config.weight_decay >= 0),
-                            ("distill_weight", config.distill_weight, config.distill_weight >= 0)):
-        if not math.isfinite(value) or not ok:
-            raise InputError(f"{name}={value!r} is out of range")
+    config.check()
     widths = sorted({len(g.docs) for g in groups})
     if config.groups_per_step > 1 and len(widths) > 1:  # found now, not hours in when two meet in a step
         raise InputError(f"training groups have {widths[0]} to {widths[-1]} candidates (a corpus too small for the "
@@ -134,8 +141,7 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     score_fn = ranking_loss(config.loss)
     if config.distill_weight and any(g.teacher is None for g in groups):
         raise InputError("distillation needs teacher scores on every group")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out, "output directory")
     if config.threads:
         torch.set_num_threads(config.threads)
     base = resolve(config.base)
