@@ -37,6 +37,8 @@ def test_stdin_with_a_bom_crlf_or_a_broken_json_line(tiny_model):
     assert windows.exit_code == 0 and json.loads(windows.stdout) == json.loads(clean.stdout)
     broken = runner.invoke(app, args, input='{"title": "crocs"}\n{bad json\n')
     assert broken.exit_code == 2 and "stdin line 2" in broken.output
+    plain = runner.invoke(app, args, input="{curly} braces in a title\ncrocs clog\n")  # not JSONL: just text
+    assert plain.exit_code == 0 and len(json.loads(plain.stdout)["results"]) == 2
 
 
 def test_export_to_a_file_is_exit_2(tiny_model, tmp_path):

@@ -24,9 +24,13 @@ def _fail(exc: CrossrankError) -> NoReturn:
 
 
 def _read_stdin_documents() -> list:
-    """One document a line: a JSON object (or JSON string) as such, anything else as its text. A line
-    that opens an object but does not parse is an error naming it, not a document scored as raw JSON."""
+    """One document a line: a JSON object (or JSON string) as such, anything else as its text.
+
+    In JSONL input (some line is a JSON object), a line that opens an object but does not parse is an
+    error naming it, not a document scored as raw JSON; in plain text, "{curly} braces" is just text.
+    """
     docs: list = []
+    broken: tuple[int, json.JSONDecodeError] | None = None
     for n, line in enumerate(sys.stdin, 1):
         line = line.rstrip("\r\n")
         if n == 1:
@@ -38,9 +42,12 @@ def _read_stdin_documents() -> list:
                 docs.append(json.loads(line))
                 continue
             except json.JSONDecodeError as exc:
-                if line.lstrip().startswith("{"):
-                    raise InputError(f"stdin line {n}: not a JSON object ({exc.msg}, column {exc.colno})") from None
+                if broken is None and line.lstrip().startswith("{"):
+                    broken = (n, exc)
         docs.append(line)
+    if broken is not None and any(isinstance(d, dict) for d in docs):
+        n, exc = broken
+        raise InputError(f"stdin line {n}: not a JSON object ({exc.msg}, column {exc.colno})")
     return docs
 
 
