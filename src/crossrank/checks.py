@@ -44,7 +44,7 @@ def number(value: object, name: str, *, minimum: float | None = None, above: flo
 def output_dir(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` made (with its parents) as a directory to write into, or an ``InputError`` saying why not:
     an existing file, a read-only or missing place. Checked before any work whose result it would hold."""
-    out = Path(path)
+    out = Path(path).expanduser()  # `--out=~/x` reaches us unexpanded: bash expands ~ only at a word's start
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -58,7 +58,7 @@ def output_dir(path: str | os.PathLike[str], what: str) -> Path:
 
 def output_file(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` as a file this run may write: not a directory, in an existing writable directory."""
-    out = Path(path)
+    out = Path(path).expanduser()
     if out.is_dir():
         raise InputError(f"{what} {out} is a directory, not a file")
     parent = out.parent if str(out.parent) else Path(".")

@@ -73,6 +73,14 @@ def test_input_errors_exit_2(movies_index, tmp_path):
         assert refused.exit_code == 2 and "weight" in refused.output, refused.output
     ignored = runner.invoke(app, ["search", str(movies_index), "q", "--min-score", "5", "--no-rerank"])
     assert ignored.exit_code == 2 and "no ranker" in ignored.output
+    (tmp_path / "trailing.csv").write_text("id,title,text\n1,crocs,clog,\n2,wing\n")  # a blank extra, a short row
+    trailing = runner.invoke(app, ["index", str(tmp_path / "trailing.csv"), "--out", str(tmp_path / "t"),
+                                   "--no-dense"])
+    assert trailing.exit_code == 0, trailing.output
+    single = runner.invoke(app, ["search", str(tmp_path / "t"), "crocs", "--weights", "bm25=0", "--no-rerank"])
+    assert single.exit_code == 0, single.output  # one retriever: nothing is fused, the weight changes nothing
+    lacking = runner.invoke(app, ["search", str(tmp_path / "t"), "crocs", "--weights", "bm25=0,dense=1"])
+    assert lacking.exit_code == 2 and "lacks" in lacking.output
     (tmp_path / "ragged.csv").write_text("id,title,text\n1,crocs,clog\n2,wing,aircraft, lift\n")
     ragged = runner.invoke(app, ["index", str(tmp_path / "ragged.csv"), "--out", str(tmp_path / "r"), "--no-dense"])
     assert ragged.exit_code == 2 and "ragged.csv:3: 4 cells for 3 columns" in ragged.output

@@ -90,6 +90,11 @@ def test_unreadable_and_invalid_files(tmp_path):
     bad.write_text("models:\n  x:\n    model: ${CROSSRANK_TEST_UNSET_VAR}\n")
     with pytest.raises(ConfigError, match="models.x.model is empty"):
         load_config(bad)
+    # serve --model replaces the models: a shared file read for its server: settings alone is fine
+    bad.write_text("server:\n  port: 9000\nmodels:\n  x:\n    model: ${CROSSRANK_TEST_UNSET_VAR}\n")
+    assert load_config(bad, models=False).server.port == 9000
+    bad.write_text("# nothing yet\n")
+    assert load_config(bad, models=False).server.port == Config().server.port
 
 
 def test_environment_values_follow_the_shell_and_fill_keys_and_booleans(tmp_path, monkeypatch):

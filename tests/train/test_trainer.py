@@ -121,6 +121,7 @@ def test_bad_setups_are_input_errors(tiny_model, tmp_path):
                 {"threads": -1}, {"checkpoint_every": -1}, {"eval_every": -1}):
         with pytest.raises(InputError, match=next(iter(bad))):
             train(groups, tmp_path / "x", config(base=str(tiny_model), **bad))
+    TrainConfig(seed=-1).check()  # any integer seeds the generators
     (tmp_path / "a-file").write_text("")
     with pytest.raises(InputError, match="is a file"):
         train(groups, tmp_path / "a-file", config(base=str(tiny_model)))

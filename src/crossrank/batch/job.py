@@ -162,7 +162,7 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
     src, dst = Path(input), Path(output)
     file_format(src)
     file_format(dst)
-    output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
+    dst = output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
     integer(workers, "workers", minimum=1)
     integer(part_rows, "part_rows", minimum=1)
     if backend not in ("auto", *BACKENDS):

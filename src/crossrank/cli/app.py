@@ -46,8 +46,8 @@ def _read_stdin_documents() -> list:
                     broken = (n, exc)
         docs.append(line)
     if broken is not None and any(isinstance(d, dict) for d in docs):
-        n, exc = broken
-        raise InputError(f"stdin line {n}: not a JSON object ({exc.msg}, column {exc.colno})")
+        line_no, error = broken
+        raise InputError(f"stdin line {line_no}: not a JSON object ({error.msg}, column {error.colno})")
     return docs
 
 

@@ -42,7 +42,7 @@ def serve(
                    err=True)
         raise typer.Exit(2) from None
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, models=model is None)
         if model is not None:
             cfg = one_model(cfg, model, name=name, quantize=quantize)
         elif name is not None or quantize is not None:

@@ -45,14 +45,14 @@ OPSET = 17
 def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize: bool = True) -> ModelDir:
     """Write an export of ``model`` (a Hugging Face checkpoint) to ``out`` and return it."""
     if model.kind == "export":
-        output_dir(out, "export directory")
+        out = output_dir(out, "export directory")
         if out.resolve() != model.path.resolve():
             _clear_export(out)
             shutil.copytree(model.path, out, dirs_exist_ok=True)
         if quantize == "int8" and not (out / "model_int8.onnx").exists():
             quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
         return inspect_dir(model.name, out)
-    output_dir(out, "export directory")
+    out = output_dir(out, "export directory")
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
         _torch_export(model, tmp / "model.onnx")

@@ -183,11 +183,12 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
             return
         width = len(reader.fieldnames)
         for row in reader:
-            # A row with more or fewer cells than the header is almost always an unquoted delimiter inside a
-            # text: indexing it would silently drop or shift part of the document.
-            cells = width + len(row.get(None) or ()) - sum(v is None for k, v in row.items() if k is not None)
-            if cells != width:
-                raise InputError(f"{path}:{reader.line_num}: {cells} cells for {width} columns "
+            # Cells past the header are almost always an unquoted delimiter inside a text: indexing the row
+            # would silently drop that part of the document. Blank ones (a trailing delimiter) are harmless;
+            # missing cells are missing fields.
+            extra = row.pop(None, None) or []
+            if any(cell.strip() for cell in extra):
+                raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
                                  f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
             yield row
 

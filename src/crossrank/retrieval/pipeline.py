@@ -104,7 +104,7 @@ class Fusion(_Composable):
         self.retrievers = list(retrievers)
         self.k = number(k, "RRF k", minimum=0)
         self.weights = {name: number(w, f"RRF weight of {name!r}", minimum=0) for name, w in (weights or {}).items()}
-        if not any(self.weights.get(name, 1.0) > 0 for name in names):  # every fused score would be 0: no order
+        if len(names) > 1 and not any(self.weights.get(name, 1.0) > 0 for name in names):  # all fused scores 0
             raise InputError(f"RRF weights {self.weights} leave no retriever with a positive weight")
         self.index = retrievers[0].index
 
@@ -333,10 +333,10 @@ def build_pipeline(index: Index, *, retrievers: Sequence[str] | None = None, rrf
         raise InputError(f"unknown retriever {unknown[0]!r}; expected bm25 or dense")
     classes = {"bm25": BM25, "dense": Dense}
     stages = [classes[n](index, k=depth) for n in names]
-    fusion = Fusion(stages, k=rrf_k, weights=weights)  # checks k and weights even when one retriever needs neither
-    lacking = set(fusion.weights) - set(names)
+    lacking = set(weights or {}) - set(names)
     if lacking:
         raise InputError(f"weights name retrievers this pipeline lacks: {sorted(lacking)}; it has {names}")
+    fusion = Fusion(stages, k=rrf_k, weights=weights)  # checks k and weights even when one retriever needs neither
     first: Retriever | Fusion = stages[0] if len(stages) == 1 else fusion
     pipeline = Pipeline(first, on=on)
     if mmr_lambda is not None:

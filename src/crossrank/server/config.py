@@ -74,10 +74,11 @@ class Config:
     def default_model(self) -> str:
         return self.server.default_model or next(iter(self.models))
 
-    def validate(self) -> Config:
-        if not self.models:
+    def validate(self, *, models: bool = True) -> Config:
+        """Every setting in range; ``models=False`` leaves the models unchecked (``serve --model`` replaces them)."""
+        if models and not self.models:
             raise ConfigError("models: at least one model is needed")
-        if self.server.default_model and self.server.default_model not in self.models:
+        if models and self.server.default_model and self.server.default_model not in self.models:
             raise ConfigError(f"server.default_model {self.server.default_model!r} is not in models")
         for key in ("max_documents", "max_body_bytes", "max_text_chars", "max_concurrent_requests",
                     "max_chunks_per_doc", "max_batch_pairs"):
@@ -91,7 +92,7 @@ class Config:
             raise ConfigError("server.host is empty (an unset variable?): say which address to listen on")
         if not 0 <= self.server.port <= 65535:
             raise ConfigError(f"server.port must be between 0 and 65535, got {self.server.port}")
-        for name, m in self.models.items():
+        for name, m in self.models.items() if models else ():
             if m.model is not None and not str(m.model).strip():
                 raise ConfigError(f"models.{name}.model is empty (an unset variable?): name a hub id, path or built-in")
             if m.backend not in ("auto", "onnx", "torch"):
@@ -172,7 +173,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return out
 
 
-def config_from_dict(data: dict[str, Any] | None, environ: dict[str, str] | None = None) -> Config:
+def config_from_dict(data: dict[str, Any] | None, environ: dict[str, str] | None = None, *,
+                     models: bool = True) -> Config:
     data = expand_env(data or {}, environ)
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a mapping with 'models' and 'server'")
@@ -191,7 +193,7 @@ def config_from_dict(data: dict[str, Any] | None, environ: dict[str, str] | None
             if str(name) in config.models:
                 raise ConfigError(f"models: the name {str(name)!r} is given twice")
             config.models[str(name)] = _build(ModelConfig, spec, f"models.{name}")
-    return config.validate()
+    return config.validate(models=models)
 
 
 def _protect(text: str) -> tuple[str, dict[str, str]]:
@@ -234,8 +236,10 @@ def _unique_keys_loader() -> type:
     return Loader
 
 
-def load_config(path: str | os.PathLike[str] | None) -> Config:
-    """The configuration in ``path`` (YAML), or the defaults (the built-in model) when ``path`` is None."""
+def load_config(path: str | os.PathLike[str] | None, *, models: bool = True) -> Config:
+    """The configuration in ``path`` (YAML), or the defaults (the built-in model) when ``path`` is None.
+    ``models=False``: only its ``server:`` settings will be used (``serve --model``), so its models are not
+    checked and the file may be empty."""
     if path is None:
         return Config().validate()
     import yaml
@@ -249,6 +253,6 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if data is None:  # an empty file: serving the built-in model instead would hide the mistake
+    if data is None and models:  # an empty file: serving the built-in model instead would hide the mistake
         raise ConfigError(f"{path} is empty: it needs at least 'models:' (or run crossrank serve without --config)")
-    return config_from_dict(data)
+    return config_from_dict(data, models=models)

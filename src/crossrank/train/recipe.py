@@ -182,7 +182,7 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
         raise InputError(f"{held_out} is both trained on and held out: a figure on it would mean nothing")
     # everything that can be wrong is found before the groups are built (minutes of first-stage searches)
     config.check()
-    output_dir(out, "output directory")
+    out = output_dir(out, "output directory")
     if quantize not in (None, "int8"):
         raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
     if pseudo:

@@ -56,7 +56,8 @@ class TrainConfig:
         """Every setting in range, or an InputError naming it: called before any data is built."""
         for name in ("steps", "groups_per_step", "max_length"):
             integer(getattr(self, name), name, minimum=1)
-        for name in ("seed", "checkpoint_every", "eval_every"):  # 0 = never
+        integer(self.seed, "seed", minimum=-(2**63))  # any integer seeds Python's and torch's generators
+        for name in ("checkpoint_every", "eval_every"):  # 0 = never
             integer(getattr(self, name), name)
         if self.threads is not None:
             integer(self.threads, "threads")  # 0 = torch's default
