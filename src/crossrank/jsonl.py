@@ -37,6 +37,14 @@ def read_objects(path: Path, *, errors: str = "replace", required: str | None = 
     return rows
 
 
+def as_text(value: Any) -> str:
+    """``default=`` for values JSON cannot hold: bytes as the UTF-8 text they carry (what every stage read
+    them as), anything else as ``str()`` — not ``"b'...'"``, which would change the document on reload."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
 def dumps(obj: Any, *, errors: str = "strict", **kwargs: Any) -> str:
     """``json.dumps`` with UTF-8 text kept readable, unless it cannot be written as UTF-8.
 

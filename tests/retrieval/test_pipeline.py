@@ -71,6 +71,15 @@ def test_index_saved_and_loaded_searches_the_same(sample_index, tmp_path):
     assert [h.stage_score("rrf") for h in a] == pytest.approx([h.stage_score("rrf") for h in b])
 
 
+def test_bytes_fields_read_the_same_after_save_and_load(tmp_path):
+    """Saved with str(), a bytes field came back as the text "b'...'": another document than was indexed."""
+    corpus = Corpus.from_records([{"id": "1", "text": b"crocs kids clog"}, {"id": "2", "text": "aircraft wing"}])
+    index = Index.build(corpus, ["text"], dense=False)
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded.corpus.text_at(0, ["text"]) == index.corpus.text_at(0, ["text"]) == "crocs kids clog"
+
+
 def test_list_of_queries_weights_and_single_retriever(sample_index):
     search = build_pipeline(sample_index, weights={"bm25": 0.0})
     results = search([QUERY, "robots in space"], top_k=3)

@@ -21,7 +21,7 @@ import numpy as np
 
 from crossrank.engine.documents import field_names
 from crossrank.errors import CrossrankError, InputError
-from crossrank.jsonl import dumps, read_objects
+from crossrank.jsonl import as_text, dumps, read_objects
 from crossrank.retrieval.bm25 import BM25Config, BM25Index
 from crossrank.retrieval.corpus import Corpus
 from crossrank.retrieval.dense import DEFAULT_BI_ENCODER, BiEncoder, DenseWindows, VectorIndex, check_windows
@@ -135,7 +135,7 @@ class Index:
         tmp.mkdir(parents=True)
         with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as fh:
             for doc in self.corpus.documents:
-                fh.write(dumps(doc, default=str) + "\n")
+                fh.write(dumps(doc, default=as_text) + "\n")
         if self.bm25:
             self.bm25.save(tmp / "bm25")
         if self.vectors is not None:
