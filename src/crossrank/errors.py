@@ -22,6 +22,9 @@ class ModelLoadError(CrossrankError):
         self.cause = cause
         super().__init__(f"cannot load model {model!r}: {cause}")
 
+    def __reduce__(self) -> tuple:  # picklable (process pools, Ray workers): rebuilt from what __init__ takes
+        return (type(self), (self.model, self.cause))
+
 
 class InputError(CrossrankError):
     """The caller passed something the engine cannot score (wrong type, empty query...)."""
@@ -39,7 +42,10 @@ class MissingDependencyError(CrossrankError):
     """An optional dependency is needed for this feature; the message names the extra to install."""
 
     def __init__(self, feature: str, extra: str, package: str) -> None:
-        self.extra = extra
+        self.feature, self.extra, self.package = feature, extra, package
         super().__init__(
             f"{feature} needs the optional package {package!r}: pip install 'crossrank[{extra}]'"
         )
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.feature, self.extra, self.package))

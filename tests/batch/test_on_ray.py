@@ -96,3 +96,23 @@ def test_an_actor_never_asks_for_more_cores_than_one_node_has():
     assert threads_per_worker(16, 8, 4) == 4
     assert threads_per_worker(16, 8, 4, budget="4") == 1
     assert threads_per_worker(4, 4, 8) == 1  # more workers than cores still ask for one each
+
+
+def test_a_crossrank_error_on_a_worker_is_raised_as_itself(cluster, tmp_path, tiny_model):
+    """A row the engine refuses surfaced as Ray's UserCodeException (CLI exit 1 and a long traceback) where a
+    local run raises InputError (exit 2); ModelLoadError could not even be pickled back."""
+    import pickle
+
+    from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
+
+    rows = _rows(6)
+    rows[4]["query"] = ""
+    write_rows(tmp_path / "in.jsonl", rows)
+    with pytest.raises(InputError, match="empty"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "local.jsonl", model=str(tiny_model), part_rows=2,
+                   progress=False)
+    with pytest.raises(InputError, match="empty"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "ray.jsonl", model=str(tiny_model), part_rows=2,
+                   workers=2, ray=True, progress=False)
+    for exc in (ModelLoadError("m", "why"), MissingDependencyError("x", "ray", "ray[data]")):
+        assert str(pickle.loads(pickle.dumps(exc))) == str(exc)

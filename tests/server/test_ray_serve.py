@@ -65,3 +65,22 @@ def test_same_scores_and_errors_as_single_process(base_url, tiny_model):
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
     r = httpx.post(f"{base_url}/rerank", json={"query": "q", "texts": []}, timeout=30)
     assert r.status_code in (400, 422) and "error" in r.json()
+
+
+def test_a_replica_runs_as_many_threads_as_cores_it_holds(base_url):
+    """Each replica holds 0.5 CPU here: its engine had one thread per core of the node (2 replicas, 4 threads
+    on 2 cores; 32 on a 16-core node)."""
+    info = httpx.get(f"{base_url}/info", timeout=30).json()
+    assert [m["threads"] for m in info["models"]] == [1]
+
+
+def test_replicas_the_cluster_cannot_place_are_refused_before_deploying():
+    from crossrank.server.config import ConfigError
+    from crossrank.server.ray_serve import Scaling, check_capacity
+
+    check_capacity(Scaling(replicas=2, cpus_per_replica=1), cluster_cpus=2, largest_node_cpus=2)
+    with pytest.raises(ConfigError, match="need 3"):
+        check_capacity(Scaling(replicas=3), cluster_cpus=2, largest_node_cpus=2)
+    with pytest.raises(ConfigError, match="largest node"):
+        check_capacity(Scaling(replicas=1, cpus_per_replica=4), cluster_cpus=8, largest_node_cpus=2)
+    check_capacity(Scaling(min_replicas=1, max_replicas=8), cluster_cpus=2, largest_node_cpus=2)  # autoscaling

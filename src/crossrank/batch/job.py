@@ -159,7 +159,8 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
 
     Resumable: run the same command again after a crash and only unfinished parts are scored.
     """
-    src, dst = Path(input), Path(output)
+    # Absolute paths: Ray workers of a joined cluster run in another working directory.
+    src, dst = Path(input).expanduser().resolve(), Path(output).expanduser().resolve()
     file_format(src)
     file_format(dst)
     dst = output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
@@ -169,6 +170,8 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
         raise InputError(f"unknown backend {backend!r}; expected auto, onnx or torch")
     if quantize not in (None, "int8"):
         raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
+    if model is not None and Path(model).expanduser().exists():  # a local model, found from any worker's directory
+        model = str(Path(model).expanduser().resolve())
     model_kwargs = {"model": model, "backend": backend, "quantize": quantize, "max_length": max_length}
     job = Job(src, dst, part_rows, {**model_kwargs, "on": list(on) if on else None,
                                     "model_content": model_identity(model)})

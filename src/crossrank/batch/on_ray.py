@@ -8,30 +8,45 @@ can read (a shared filesystem on a real cluster; the local disk on a single-mach
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from crossrank.batch.job import score_part
-from crossrank.errors import MissingDependencyError
+from crossrank.errors import CrossrankError, MissingDependencyError
 
 Task = tuple[int, str, str, int]
 
 
 class PartScorer:
-    """Ray Data callable class: constructed once per actor, called with batches of one part each."""
+    """Ray Data callable class: constructed once per actor, called with batches of one part each.
+
+    A crossrank error (a bad row, a model that fails to load on the worker) comes back as data, pickled,
+    and the driver raises it: through Ray it would arrive as a wrapped task error and a long traceback
+    instead of the error a local run gives (and exit 2 from the CLI).
+    """
 
     def __init__(self, model_kwargs: dict[str, Any], on: list[str] | None, threads: int) -> None:
         from crossrank import CrossEncoder
 
-        self.encoder = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
+        self.error = b""
+        try:
+            self.encoder = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
+        except CrossrankError as exc:
+            self.error = pickle.dumps(exc)
         self.on = on
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [score_part(self.encoder, str(i), str(o), self.on, int(f))
-                for i, o, f in zip(batch["job_in"], batch["job_out"], batch["first_row"], strict=True)]
-        return {"rows": np.asarray(rows, dtype=np.int64)}
+        rows, error = [0], self.error
+        if not error:
+            try:
+                rows = [score_part(self.encoder, str(i), str(o), self.on, int(f))
+                        for i, o, f in zip(batch["job_in"], batch["job_out"], batch["first_row"], strict=True)]
+            except CrossrankError as exc:
+                error = pickle.dumps(exc)
+        return {"rows": np.asarray([sum(rows)], dtype=np.int64), "error": np.asarray([error], dtype=object)}
 
 
 def threads_per_worker(cluster_cpus: int, largest_node_cpus: int, workers: int, budget: str = "") -> int:
@@ -61,4 +76,7 @@ def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | 
         PartScorer, fn_constructor_kwargs={"model_kwargs": model_kwargs, "on": on, "threads": threads},
         batch_size=1, concurrency=workers, num_cpus=threads)  # Ray Data restarts lost actors
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+        failed = next((e for e in batch["error"] if e), None)
+        if failed:
+            raise pickle.loads(failed)  # noqa: S301 - pickled by our own workers, one job's own data
         advance(int(batch["rows"].sum()))

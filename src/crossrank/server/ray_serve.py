@@ -9,14 +9,17 @@ removes replicas. Endpoints, limits, errors and auth are exactly the single-proc
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crossrank.errors import MissingDependencyError
 from crossrank.server.config import Config, ConfigError, load_config
+
+log = logging.getLogger("crossrank.server")
 
 
 @dataclass
@@ -56,6 +59,11 @@ def build(config: Config, scaling: Scaling | None = None) -> Any:
     except ImportError as exc:
         raise MissingDependencyError("serving on Ray", "ray", "ray[serve]") from exc
     s = scaling or Scaling()
+    # A replica holds cpus_per_replica cores: its engines get as many threads, not one per core of the node
+    # (two replicas on a 16-core node would otherwise run 32 threads on the 16).
+    threads = max(1, int(s.cpus_per_replica))
+    config = replace(config, models={name: m if m.threads else replace(m, threads=threads)
+                                     for name, m in config.models.items()})
     options: dict[str, Any] = {"max_ongoing_requests": s.max_ongoing,
                                "ray_actor_options": {"num_cpus": s.cpus_per_replica}}
     if s.max_replicas:
@@ -80,22 +88,71 @@ def build(config: Config, scaling: Scaling | None = None) -> Any:
     return Crossrank.bind(config)  # type: ignore[attr-defined]  # added by @serve.deployment
 
 
+def check_capacity(scaling: Scaling, cluster_cpus: float, largest_node_cpus: float) -> None:
+    """Refuse replicas the cluster cannot place: Ray Serve would wait for them forever."""
+    needed = scaling.min_replicas if scaling.max_replicas else scaling.replicas
+    if scaling.cpus_per_replica > largest_node_cpus:
+        raise ConfigError(f"ray scaling: a replica asks {scaling.cpus_per_replica:g} CPUs; the largest node has "
+                          f"{largest_node_cpus:g}")
+    if needed * scaling.cpus_per_replica > cluster_cpus:
+        raise ConfigError(f"ray scaling: {needed} replicas of {scaling.cpus_per_replica:g} CPUs need "
+                          f"{needed * scaling.cpus_per_replica:g}; the cluster has {cluster_cpus:g}")
+
+
 def serve_forever(config: Config, scaling: Scaling | None = None, *, address: str | None = None) -> None:
-    """Start (or join, with ``address``) a Ray cluster, deploy on ``server.host:port``, block until a signal."""
+    """Start (or join, with ``address``) a Ray cluster, deploy on ``server.host:port``, block until a signal.
+
+    On SIGINT/SIGTERM only this app is deleted (its replicas finish their in-flight requests); Serve
+    itself is shut down only when this process started the cluster, so other apps on a shared cluster
+    keep running.
+    """
     import ray
     from ray import serve
 
+    s = scaling or Scaling()
+    own_cluster = not ray.is_initialized() and address is None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": config.server.host, "port": config.server.port})
-    serve.run(build(config, scaling), name="crossrank", route_prefix="/")
+    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    check_capacity(s, ray.cluster_resources().get("CPU", 0), max(nodes, default=0))
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(f"crossrank on Ray Serve: http://{config.server.host}:{config.server.port} (pid {os.getpid()})",
-          flush=True)
-    stop.wait()
-    serve.shutdown()  # replicas finish their in-flight requests before they exit
+    deployed = False
+
+    def on_signal(*_: Any) -> None:
+        stop.set()
+        if not deployed:  # still waiting for replicas: interrupt the wait, the finally below cleans up
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before deploying: an interrupted deploy is cleaned up too
+        signal.signal(sig, on_signal)
+    serve.start(http_options={"host": config.server.host, "port": config.server.port})
+    host, port = _serving_address(config)
+    try:
+        serve.run(build(config, s), name="crossrank", route_prefix="/")  # returns once the replicas run
+        deployed = True
+        print(f"crossrank on Ray Serve: http://{host}:{port} (pid {os.getpid()})", flush=True)
+        stop.wait()
+    except KeyboardInterrupt:  # a signal while the replicas were still starting
+        pass
+    finally:
+        serve.delete("crossrank")  # waits for the replicas' in-flight requests
+        if own_cluster:
+            serve.shutdown()
+
+
+def _serving_address(config: Config) -> tuple[str, int]:
+    """Where Serve listens: a Serve already running on the cluster keeps its own host and port."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        http = _get_global_client().http_config  # type: ignore[union-attr]  # the except covers None
+        host, port = str(http.host), int(http.port)
+    except Exception:  # noqa: BLE001 - a private API: fall back to what was asked for
+        return config.server.host, config.server.port
+    if (host, port) != (config.server.host, config.server.port):
+        log.warning("Ray Serve already listens on %s:%d on this cluster; --host/--port %s:%d are not applied",
+                    host, port, config.server.host, config.server.port)
+    return host, port
 
 
 def __getattr__(name: str) -> Any:
