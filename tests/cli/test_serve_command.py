@@ -40,3 +40,6 @@ def test_ray_scaling_is_checked_before_a_cluster_starts(tiny_model):
                        (["--replicas", "3", "--max-replicas", "2"], "max_replicas must be an integer >= min")):
         result = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), "--ray", *extra])
         assert result.exit_code == 2 and why in result.output, result.output
+    for extra in (["--replicas", "2"], ["--ray-address", "auto"]):  # silently a single process before
+        result = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), *extra])
+        assert result.exit_code == 2 and "go with --ray" in result.output, result.output

@@ -164,6 +164,8 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
     file_format(src)
     file_format(dst)
     dst = output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
+    if ray_address is not None and not ray:
+        raise InputError("ray_address (--ray-address) goes with ray=True (--ray)")
     integer(workers, "workers", minimum=1)
     integer(part_rows, "part_rows", minimum=1)
     if backend not in ("auto", *BACKENDS):

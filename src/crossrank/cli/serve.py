@@ -24,7 +24,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (default 8080, or server.port)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn and crossrank log level")] = "info",
     ray: Annotated[bool, typer.Option("--ray", help="deploy on Ray Serve (replicas, autoscaling)")] = False,
-    replicas: Annotated[int, typer.Option(help="Ray Serve replicas (fixed)")] = 2,
+    replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (fixed; default 2)")] = None,
     max_replicas: Annotated[int | None, typer.Option(help="autoscale from --replicas up to this many")] = None,
     ray_address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: start a local one)")
                            ] = None,
@@ -47,6 +47,8 @@ def serve(
             cfg = one_model(cfg, model, name=name, quantize=quantize)
         elif name is not None or quantize is not None:
             raise ConfigError("--name and --quantize go with --model (or set them in the config)")
+        if not ray and (replicas is not None or max_replicas is not None or ray_address is not None):
+            raise ConfigError("--replicas, --max-replicas and --ray-address go with --ray")
         cfg.server.host = host or cfg.server.host
         cfg.server.port = port if port is not None else cfg.server.port
         cfg.validate()  # the flags too: --port 70000 would otherwise bind a wrapped-around port
@@ -62,7 +64,8 @@ def serve(
         from crossrank.server.ray_serve import Scaling, serve_forever
 
         try:
-            scaling = Scaling(replicas=replicas, min_replicas=replicas, max_replicas=max_replicas)
+            fixed = 2 if replicas is None else replicas
+            scaling = Scaling(replicas=fixed, min_replicas=fixed, max_replicas=max_replicas)
             serve_forever(cfg, scaling, address=ray_address)
         except CrossrankError as exc:
             typer.echo(f"error: {exc}", err=True)
