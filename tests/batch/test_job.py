@@ -157,6 +157,12 @@ def test_cli_batch(tmp_path, tiny_model):
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "not found" in result.output
     assert json.loads(json.dumps(read_rows(tmp_path / "o.parquet")[0]))["id"] == 0
+    short = CliRunner().invoke(app, ["batch", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "s.jsonl"),
+                                     "--model", str(tiny_model), "--max-length", "8", "--quiet"])
+    assert short.exit_code == 0, short.output
+    want = CrossEncoder(str(tiny_model), max_length=8).score([(r["query"], r["text"]) for r in _rows(7) if "text" in r])
+    got = [r["score"] for r in read_rows(tmp_path / "s.jsonl") if "text" in r]
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])

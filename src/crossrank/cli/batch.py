@@ -18,6 +18,7 @@ def batch(
     backend: Annotated[str, typer.Option(help="auto, onnx or torch")] = "auto",
     quantize: Annotated[str | None, typer.Option(help="int8 for the quantized ONNX graph")] = None,
     on: Annotated[str | None, typer.Option(help="comma-separated fields of dict texts/candidates")] = None,
+    max_length: Annotated[int | None, typer.Option(help="tokens per pair (default: the model's own limit)")] = None,
     workers: Annotated[int, typer.Option(help="worker processes (or Ray actors); cores are split among them")] = 1,
     part_rows: Annotated[int, typer.Option("--part-rows", help="rows per resumable part")] = 1024,
     ray: Annotated[bool, typer.Option("--ray", help="run on Ray Data (local cluster, or --ray-address)")] = False,
@@ -30,7 +31,7 @@ def batch(
     from crossrank.cli.app import _fail
 
     try:
-        report = score_file(input, out, model=model, backend=backend, quantize=quantize,
+        report = score_file(input, out, model=model, backend=backend, quantize=quantize, max_length=max_length,
                             on=comma_list(on), workers=workers, part_rows=part_rows, ray=ray,
                             ray_address=ray_address, restart=restart, progress=not quiet)
     except CrossrankError as exc:
