@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -83,6 +86,7 @@ def test_cancelled_job_is_skipped_and_close_drains(encoder):
     assert cancelled.cancel()
     queued = [batcher.submit("q", [d], activation="raw", chunks=1) for d in DOCS]
     batcher.close()  # returns after the queue is drained
+    assert batcher.depth == 0  # the cancelled job counted once, not twice (cancelled, then skipped)
     assert busy.done() and all(f.done() and f.exception() is None for f in queued)
     assert sum(c.pairs for c in calls) == 300 + len(DOCS)  # the cancelled pair never ran
     with pytest.raises(BatcherClosed):
@@ -121,7 +125,6 @@ def test_cache_evicts_least_recently_used():
 def test_an_abandoned_running_job_stops_at_the_next_batch_and_frees_the_worker(encoder):
     """A request that timed out or whose client left must not keep the model busy for the rest of its
     documents: the engine stops between batches, and the next request is served."""
-    import time
 
     from crossrank import ScoringStopped
 
@@ -142,3 +145,23 @@ def test_an_abandoned_running_job_stops_at_the_next_batch_and_frees_the_worker(e
         assert queued.cancelled() or queued.done()
     finally:
         batcher.close()
+
+
+def test_a_job_cancelled_in_the_queue_leaves_the_depth_gauge_at_once(encoder):
+    """A timed-out request's job counted in the queue-depth gauge until the worker came to skip it."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_stats: object) -> None:  # the worker holds after its first batch, so later jobs stay queued
+        entered.set()
+        release.wait(30)
+
+    batcher = Batcher("tiny", encoder, on_batch=hold)
+    first = batcher.submit("crocs", ["crocs kids clog"], activation="raw", chunks=1)
+    assert entered.wait(30)
+    waiting = [batcher.submit("q", [d], activation="raw", chunks=1) for d in DOCS[:3]]
+    assert batcher.depth == 3
+    assert waiting[1].cancel()
+    assert batcher.depth == 2
+    release.set()
+    batcher.close()
+    assert batcher.depth == 0 and first.result() and waiting[0].result() and waiting[2].result()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -73,6 +74,7 @@ class _Job:
     side: str = "right"  # which end of a long document truncation keeps ("left": its end)
     future: JobFuture = field(default_factory=JobFuture)
     enqueued: float = field(default_factory=time.perf_counter)
+    counted: bool = True  # still in the queue-depth gauge (until taken by the worker or cancelled)
 
 
 _STOP = object()
@@ -102,7 +104,7 @@ class Batcher:
     @property
     def depth(self) -> int:
         """Jobs waiting for the worker (the queue-depth gauge): one per request, one per distinct query of
-        a Metarank request; a cancelled job counts until the worker skips it."""
+        a Metarank request; a job cancelled while queued (its request timed out or left) leaves it at once."""
         return self._depth + (self._held is not None)
 
     def submit(self, query: str, texts: list[str], *, activation: str, chunks: int,
@@ -114,7 +116,18 @@ class Batcher:
                 raise BatcherClosed(f"model {self.name!r} is shutting down")
             self._depth += 1
             self._queue.put(job)
+        job.future.add_done_callback(partial(self._cancelled, job))
         return job.future
+
+    def _cancelled(self, job: _Job, future: Future) -> None:
+        if future.cancelled():
+            self._uncount(job)
+
+    def _uncount(self, job: _Job) -> None:
+        with self._lock:
+            if job.counted:
+                job.counted = False
+                self._depth -= 1
 
     def close(self, timeout: float | None = None) -> None:
         """Take no new jobs, finish every queued one, stop the worker."""
@@ -129,9 +142,8 @@ class Batcher:
 
     def _take(self, block: bool, timeout: float | None = None) -> object:
         item = self._queue.get(block, timeout)
-        if item is not _STOP:
-            with self._lock:
-                self._depth -= 1
+        if isinstance(item, _Job):
+            self._uncount(item)
         return item
 
     def _run(self) -> None:
