@@ -166,3 +166,22 @@ def test_an_export_directory_exported_again_holds_only_the_new_model(tiny_model,
     export(resolve(str(out)), copy)  # an export copied over another: the old int8 graph goes too
     assert not (copy / "model_int8.onnx").exists()
     assert np.allclose(CrossEncoder(str(copy), quantize="int8").score(PAIRS, activation="raw"), int8, atol=1e-6)
+
+
+def test_scratch_directories_a_killed_export_left_are_removed_by_the_next(tiny_model, tmp_path):
+    """A signal during an export left its .export-* directory (model-sized, a random name) for good."""
+    import os
+    import time
+
+    from crossrank.engine.export import STALE_AFTER_S, export
+    from crossrank.engine.model import resolve
+
+    stale, fresh = tmp_path / ".export-dead", tmp_path / ".export-running"
+    for d in (stale, fresh):
+        d.mkdir()
+        (d / "model.onnx").write_bytes(b"partial")
+    old = time.time() - STALE_AFTER_S - 60
+    os.utime(stale, (old, old))
+    export(resolve(str(tiny_model)), tmp_path / "out")
+    assert not stale.exists() and fresh.exists()  # one still being written by another process is left alone
+    assert (tmp_path / "out" / "model.onnx").is_file()

@@ -53,6 +53,12 @@ def test_metrics_count_requests_pairs_and_cache_hits(server, caplog):
     text = httpx.get(f"{server.url}/metrics").text
     assert metric(text, "crossrank_requests_total", route="/rerank", model="tiny", status="200") >= 2
     assert metric(text, "crossrank_cache_hits_total", model="tiny") - hits_before == 3
+    # /metrics and /info count the same lookups (they differed once: /metrics only counted answered requests)
+    info = httpx.get(f"{server.url}/info").json()["cache"]
+    for kind in ("hits", "misses"):
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith(f"crossrank_cache_{kind}_total{{"))
+        assert total == info[kind], (kind, total, info)
     assert metric(text, "crossrank_pairs_scored_total", model="tiny") >= 3
     assert "crossrank_request_latency_seconds_bucket" in text and "crossrank_batch_pairs_bucket" in text
     assert metric(text, "crossrank_queue_depth", model="tiny") == 0

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
             quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
         return inspect_dir(model.name, out)
     out = output_dir(out, "export directory")
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp_name:
+    _remove_stale_exports(out.parent)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=TMP_PREFIX) as tmp_name:
         tmp = Path(tmp_name)
         _torch_export(model, tmp / "model.onnx")
         optimized = False
@@ -81,6 +83,23 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
 #: tokenizer or calibration of an earlier model survives beside the new one
 EXPORT_FILES = ("crossrank.json", "model.onnx", "model.onnx.data", "model_int8.onnx", "tokenizer.json",
                 "config.json", "tokenizer_config.json", "special_tokens_map.json", "calibration.json")
+
+
+TMP_PREFIX = ".export-"
+STALE_AFTER_S = 6 * 3600  # far longer than any export takes: what is older was left by a process that died
+
+
+def _remove_stale_exports(parent: Path) -> None:
+    """Delete export scratch directories a killed process left beside ``parent``'s exports (a signal during
+    a first start's export left a model-sized one behind for good; their names are random, so nothing
+    else would ever remove them)."""
+    cutoff = time.time() - STALE_AFTER_S
+    for old in parent.glob(f"{TMP_PREFIX}*"):
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _clear_export(out: Path, *, same_source: bool = False) -> None:

@@ -85,13 +85,15 @@ class Batcher:
     """The queue and worker thread of one model."""
 
     def __init__(self, name: str, encoder: CrossEncoder, *, max_batch_pairs: int = 256, max_wait_s: float = 0.002,
-                 cache: ScoreCache | None = None, on_batch: BatchHook | None = None) -> None:
+                 cache: ScoreCache | None = None, on_batch: BatchHook | None = None,
+                 on_cache: Callable[[int, int], None] | None = None) -> None:
         self.name = name
         self.encoder = encoder
         self.max_batch_pairs = max_batch_pairs
         self.max_wait_s = max_wait_s
         self.cache = cache
         self.on_batch = on_batch
+        self.on_cache = on_cache  # (hits, misses) of each cache lookup
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._depth = 0  # jobs queued, not yet taken by the worker
         self._lock = threading.Lock()
@@ -216,6 +218,9 @@ class Batcher:
                   for j, k in zip(jobs, keys, strict=True)]
         missing = ([[i for i, v in enumerate(c) if v is None] for c in cached] if self.cache is not None
                    else [list(range(len(j.texts))) for j in jobs])
+        if self.cache is not None and self.cache.size and self.on_cache is not None:
+            missed = sum(map(len, missing))
+            self.on_cache(sum(len(j.texts) for j in jobs) - missed, missed)
         pairs = [(j.query, j.texts[i]) for j, miss in zip(jobs, missing, strict=True) for i in miss]
         if pairs:
             scores, stats = self.encoder.score_with_stats(

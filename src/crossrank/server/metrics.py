@@ -55,6 +55,17 @@ class Metrics:
 
         return observe
 
+    def cache_hook(self, model: str) -> Callable[[int, int], None]:
+        """Called by the model's batcher at each score-cache lookup: the same events the cache itself counts
+        (``/info``), including lookups for requests that then timed out or whose client left."""
+        hits, misses = self.cache_hits.labels(model), self.cache_misses.labels(model)
+
+        def observe(hit: int, missed: int) -> None:
+            hits.inc(hit)
+            misses.inc(missed)
+
+        return observe
+
     def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model).set_function(depth)
 

@@ -190,13 +190,10 @@ async def _scores(request: Request, batcher: Batcher, query: str, texts: list[st
         raise ApiError("backend", str(exc)) from None
 
 
-def _observe(request: Request, model: str, result: ScoreResult, looked_up: int) -> None:
+def _observe(request: Request, model: str, result: ScoreResult) -> None:
     state = request.app.state
     request.state.tokens = getattr(request.state, "tokens", 0) + result.tokens
     state.metrics.queue_latency.labels(model).observe(result.queue_s)
-    if state.registry.cache is not None and state.registry.cache.size:
-        state.metrics.cache_hits.labels(model).inc(result.cache_hits)
-        state.metrics.cache_misses.labels(model).inc(looked_up - result.cache_hits)
 
 
 async def rerank(request: Request, q: RerankQuery) -> Ranked:
@@ -220,7 +217,7 @@ async def rerank(request: Request, q: RerankQuery) -> Ranked:
             chunks = 1
         result = await _scores(request, batcher, query, texts, _activation(batcher, q.raw_scores),
                                chunks or batcher.encoder.max_chunks_per_doc, q.truncation_side)
-    _observe(request, entry.name, result, len(texts))
+    _observe(request, entry.name, result)
     order = np.argsort(-result.scores, kind="stable")  # ties keep the caller's order
     if q.top_n is not None:
         order = order[: q.top_n]
@@ -254,7 +251,7 @@ async def score_pairs(request: Request, model: str | None, pairs: list[tuple[Any
     merged = ScoreResult(scores=scores)
     for rows, result in zip(groups.values(), results, strict=True):
         scores[rows] = result.scores
-        _observe(request, entry.name, result, len(rows))
+        _observe(request, entry.name, result)
         merged.tokens += result.tokens
         merged.cache_hits += result.cache_hits
         merged.queue_s = max(merged.queue_s, result.queue_s)
