@@ -91,7 +91,9 @@ def test_a_job_whose_model_changed_since_the_crash_is_refused(tmp_path, tiny_mod
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_rows(src, _rows(6))
     settings = {"model": str(model), "backend": "auto", "quantize": None, "max_length": None, "on": None}
-    Job(src, dst, 2, {**settings, "model_content": model_identity(str(model))}).stage()  # the crashed run
+    crashed = Job(src, dst, 2, {**settings, "model_content": model_identity(str(model))})
+    crashed.stage()
+    crashed.out_path(0).write_text("")  # the crashed run had scored its first part
     (model / "calibration.json").write_text('{"method": "platt", "params": {"a": 2.0, "b": 0.0}}')
     with pytest.raises(InputError, match="unfinished job"):
         score_file(src, dst, model=str(model), part_rows=2, progress=False)
@@ -100,11 +102,25 @@ def test_a_job_whose_model_changed_since_the_crash_is_refused(tmp_path, tiny_mod
 def test_leftover_job_with_other_settings_is_refused(tmp_path, tiny_model):
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_rows(src, _rows(6))
-    Job(src, dst, 2, {"model": "something-else"}).stage()
+    leftover = Job(src, dst, 2, {"model": "something-else"})
+    leftover.stage()
+    leftover.out_path(0).write_text("")  # it had scored a part: there is work to lose
     with pytest.raises(InputError, match="unfinished job"):
         score_file(src, dst, model=str(tiny_model), part_rows=2, progress=False)
     report = score_file(src, dst, model=str(tiny_model), part_rows=2, restart=True, progress=False)
     assert report.rows == 6
+
+
+def test_a_job_that_failed_before_scoring_a_part_does_not_block_the_fixed_input(tmp_path, tiny_model):
+    """A bad row fails the job after staging; once the input was fixed, the rerun asked for --restart."""
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = _rows(4)
+    rows[1] = {"id": 1, "query": "", "text": "empty query"}
+    write_rows(src, rows)
+    with pytest.raises(InputError, match="empty"):
+        score_file(src, dst, model=str(tiny_model), part_rows=10, progress=False)
+    write_rows(src, _rows(4))
+    assert score_file(src, dst, model=str(tiny_model), part_rows=10, progress=False).rows == 4
 
 
 @pytest.mark.parametrize(("row", "message"), [

@@ -109,7 +109,10 @@ class Job:
         ``restart``: silently mixing two jobs' parts would corrupt the output.
         """
         manifest = self.workdir / "manifest.json"
-        if manifest.is_file() and not restart:
+        # A leftover job that finished no part has nothing to lose (e.g. it failed on a bad row, and the
+        # input was then fixed): staged again without asking for --restart.
+        nothing_done = not any((self.workdir / "out").glob("part-*"))
+        if manifest.is_file() and not restart and not nothing_done:
             meta = json.loads(manifest.read_text())
             if meta.get("fingerprint") == self.fingerprint():
                 return int(meta["parts"]), int(meta["rows"])
