@@ -176,12 +176,15 @@ def test_scratch_directories_a_killed_export_left_are_removed_by_the_next(tiny_m
     from crossrank.engine.export import STALE_AFTER_S, export
     from crossrank.engine.model import resolve
 
-    stale, fresh = tmp_path / ".export-dead", tmp_path / ".export-running"
+    stale, fresh = tmp_path / ".crossrank-export-dead", tmp_path / ".crossrank-export-running"
+    (tmp_path / ".export-backups").mkdir()  # not crossrank's: never touched, however old
     for d in (stale, fresh):
         d.mkdir()
         (d / "model.onnx").write_bytes(b"partial")
     old = time.time() - STALE_AFTER_S - 60
     os.utime(stale, (old, old))
+    os.utime(tmp_path / ".export-backups", (old, old))
     export(resolve(str(tiny_model)), tmp_path / "out")
     assert not stale.exists() and fresh.exists()  # one still being written by another process is left alone
+    assert (tmp_path / ".export-backups").exists()
     assert (tmp_path / "out" / "model.onnx").is_file()

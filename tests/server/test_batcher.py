@@ -165,26 +165,3 @@ def test_a_job_cancelled_in_the_queue_leaves_the_depth_gauge_at_once(encoder):
     release.set()
     batcher.close()
     assert batcher.depth == 0 and first.result() and waiting[0].result() and waiting[2].result()
-
-
-def test_model_loads_run_on_daemon_threads_that_hand_back_results_and_errors():
-    """Loads ran on a ThreadPoolExecutor, whose threads Python joins at exit: a shutdown during a slow first
-    load (an export) waited for it, past the server's grace."""
-    from crossrank.server.registry import _in_daemon_thread
-
-    started, release = threading.Event(), threading.Event()
-
-    def slow(x: int) -> int:
-        started.set()
-        release.wait(30)
-        return x * 2
-
-    future = _in_daemon_thread(slow, 21, name="crossrank-load-test")
-    assert started.wait(30)
-    (thread,) = [t for t in threading.enumerate() if t.name == "crossrank-load-test"]
-    assert thread.daemon
-    release.set()
-    assert future.result(30) == 42
-    failing = _in_daemon_thread(lambda: 1 / 0, name="crossrank-load-fail")
-    with pytest.raises(ZeroDivisionError):
-        failing.result(30)

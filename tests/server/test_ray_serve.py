@@ -78,9 +78,12 @@ def test_replicas_the_cluster_cannot_place_are_refused_before_deploying():
     from crossrank.server.config import ConfigError
     from crossrank.server.ray_serve import Scaling, check_capacity
 
-    check_capacity(Scaling(replicas=2, cpus_per_replica=1), cluster_cpus=2, largest_node_cpus=2)
-    with pytest.raises(ConfigError, match="need 3"):
-        check_capacity(Scaling(replicas=3), cluster_cpus=2, largest_node_cpus=2)
-    with pytest.raises(ConfigError, match="largest node"):
-        check_capacity(Scaling(replicas=1, cpus_per_replica=4), cluster_cpus=8, largest_node_cpus=2)
-    check_capacity(Scaling(min_replicas=1, max_replicas=8), cluster_cpus=2, largest_node_cpus=2)  # autoscaling
+    check_capacity(Scaling(replicas=2, cpus_per_replica=1), [2])
+    with pytest.raises(ConfigError, match="hold 2"):
+        check_capacity(Scaling(replicas=3), [2])
+    with pytest.raises(ConfigError, match="hold 0"):
+        check_capacity(Scaling(replicas=1, cpus_per_replica=4), [2, 2, 2, 2])  # 8 CPUs, no node holds one
+    with pytest.raises(ConfigError, match="hold 2"):  # 6 CPUs for 6 asked, but a node fits one 2-CPU replica
+        check_capacity(Scaling(replicas=3, cpus_per_replica=2), [3, 3])
+    check_capacity(Scaling(min_replicas=1, max_replicas=8), [2])  # autoscaling: its minimum must fit
+    check_capacity(Scaling(replicas=4), [0])  # a head with no CPUs whose autoscaler adds workers: not judged

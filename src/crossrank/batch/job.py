@@ -154,6 +154,18 @@ def score_part(encoder: Any, job_in: str, job_out: str, on: Sequence[str] | None
     return len(rows)
 
 
+def _absolute_if_local(model: str | None) -> str | None:
+    """A local model directory as an absolute path (Ray workers of a joined cluster run elsewhere); hub
+    ids, built-in names and names that are not paths at all are left for the engine to judge."""
+    if not model or not model.strip():
+        return model
+    try:
+        local = Path(model).expanduser()
+        return str(local.resolve()) if local.exists() else model
+    except (OSError, ValueError):  # e.g. a name longer than the file system allows
+        return model
+
+
 def score_file(input: str | Path, output: str | Path, *, model: str | None = None, backend: str = "auto",
                quantize: str | None = None, max_length: int | None = None, on: Sequence[str] | None = None,
                workers: int = 1, part_rows: int = 1024, ray: bool = False, ray_address: str | None = None,
@@ -175,8 +187,7 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
         raise InputError(f"unknown backend {backend!r}; expected auto, onnx or torch")
     if quantize not in (None, "int8"):
         raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
-    if model is not None and Path(model).expanduser().exists():  # a local model, found from any worker's directory
-        model = str(Path(model).expanduser().resolve())
+    model = _absolute_if_local(model)
     model_kwargs = {"model": model, "backend": backend, "quantize": quantize, "max_length": max_length}
     job = Job(src, dst, part_rows, {**model_kwargs, "on": list(on) if on else None,
                                     "model_content": model_identity(model)})

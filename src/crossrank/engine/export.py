@@ -85,7 +85,7 @@ EXPORT_FILES = ("crossrank.json", "model.onnx", "model.onnx.data", "model_int8.o
                 "config.json", "tokenizer_config.json", "special_tokens_map.json", "calibration.json")
 
 
-TMP_PREFIX = ".export-"
+TMP_PREFIX = ".crossrank-export-"  # ours alone: only these are ever removed as stale
 STALE_AFTER_S = 6 * 3600  # far longer than any export takes: what is older was left by a process that died
 
 

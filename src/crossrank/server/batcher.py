@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 
@@ -59,6 +58,7 @@ class JobFuture(Future):
     def __init__(self) -> None:
         super().__init__()
         self.abandoned = False
+        self.counted = True  # in the queue-depth gauge until the worker takes its job or it is cancelled
 
     def abandon(self) -> None:
         self.abandoned = True
@@ -74,7 +74,6 @@ class _Job:
     side: str = "right"  # which end of a long document truncation keeps ("left": its end)
     future: JobFuture = field(default_factory=JobFuture)
     enqueued: float = field(default_factory=time.perf_counter)
-    counted: bool = True  # still in the queue-depth gauge (until taken by the worker or cancelled)
 
 
 _STOP = object()
@@ -107,7 +106,8 @@ class Batcher:
     def depth(self) -> int:
         """Jobs waiting for the worker (the queue-depth gauge): one per request, one per distinct query of
         a Metarank request; a job cancelled while queued (its request timed out or left) leaves it at once."""
-        return self._depth + (self._held is not None)
+        held = self._held
+        return self._depth + (held is not None and not held.future.cancelled())
 
     def submit(self, query: str, texts: list[str], *, activation: str, chunks: int,
                truncation_side: str = "right") -> JobFuture:
@@ -118,17 +118,17 @@ class Batcher:
                 raise BatcherClosed(f"model {self.name!r} is shutting down")
             self._depth += 1
             self._queue.put(job)
-        job.future.add_done_callback(partial(self._cancelled, job))
+        job.future.add_done_callback(self._cancelled)  # a bound method: no job -> future -> job cycle
         return job.future
 
-    def _cancelled(self, job: _Job, future: Future) -> None:
+    def _cancelled(self, future: Future) -> None:
         if future.cancelled():
-            self._uncount(job)
+            self._uncount(future)  # type: ignore[arg-type]
 
-    def _uncount(self, job: _Job) -> None:
+    def _uncount(self, future: JobFuture) -> None:
         with self._lock:
-            if job.counted:
-                job.counted = False
+            if future.counted:
+                future.counted = False
                 self._depth -= 1
 
     def close(self, timeout: float | None = None) -> None:
@@ -145,7 +145,7 @@ class Batcher:
     def _take(self, block: bool, timeout: float | None = None) -> object:
         item = self._queue.get(block, timeout)
         if isinstance(item, _Job):
-            self._uncount(item)
+            self._uncount(item.future)
         return item
 
     def _run(self) -> None:

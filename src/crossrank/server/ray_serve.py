@@ -61,9 +61,11 @@ def build(config: Config, scaling: Scaling | None = None) -> Any:
     s = scaling or Scaling()
     # A replica holds cpus_per_replica cores: its engines get as many threads, not one per core of the node
     # (two replicas on a 16-core node would otherwise run 32 threads on the 16).
-    threads = max(1, int(s.cpus_per_replica))
-    config = replace(config, models={name: m if m.threads else replace(m, threads=threads)
-                                     for name, m in config.models.items()})
+    # (CROSSRANK_THREADS, when set, is the operator's own choice and wins, as everywhere.)
+    if not os.environ.get("CROSSRANK_THREADS"):
+        threads = max(1, int(s.cpus_per_replica))
+        config = replace(config, models={name: m if m.threads else replace(m, threads=threads)
+                                         for name, m in config.models.items()})
     options: dict[str, Any] = {"max_ongoing_requests": s.max_ongoing,
                                "ray_actor_options": {"num_cpus": s.cpus_per_replica}}
     if s.max_replicas:
@@ -88,15 +90,17 @@ def build(config: Config, scaling: Scaling | None = None) -> Any:
     return Crossrank.bind(config)  # type: ignore[attr-defined]  # added by @serve.deployment
 
 
-def check_capacity(scaling: Scaling, cluster_cpus: float, largest_node_cpus: float) -> None:
-    """Refuse replicas the cluster cannot place: Ray Serve would wait for them forever."""
+def check_capacity(scaling: Scaling, node_cpus: list[float]) -> None:
+    """Refuse replicas the cluster's nodes cannot place (Ray Serve would wait for them forever), counting
+    what fits on each node. A cluster reporting no CPUs at all (a KubeRay head with ``num-cpus: 0`` whose
+    autoscaler adds workers) is not judged: its nodes do not exist yet."""
+    if not any(node_cpus):
+        return
     needed = scaling.min_replicas if scaling.max_replicas else scaling.replicas
-    if scaling.cpus_per_replica > largest_node_cpus:
-        raise ConfigError(f"ray scaling: a replica asks {scaling.cpus_per_replica:g} CPUs; the largest node has "
-                          f"{largest_node_cpus:g}")
-    if needed * scaling.cpus_per_replica > cluster_cpus:
-        raise ConfigError(f"ray scaling: {needed} replicas of {scaling.cpus_per_replica:g} CPUs need "
-                          f"{needed * scaling.cpus_per_replica:g}; the cluster has {cluster_cpus:g}")
+    fits = sum(int(cpus // scaling.cpus_per_replica) for cpus in node_cpus)
+    if fits < needed:
+        raise ConfigError(f"ray scaling: {needed} replicas of {scaling.cpus_per_replica:g} CPUs; the cluster's "
+                          f"nodes ({', '.join(f'{c:g}' for c in node_cpus)} CPUs) hold {fits}")
 
 
 def serve_forever(config: Config, scaling: Scaling | None = None, *, address: str | None = None) -> None:
@@ -112,15 +116,17 @@ def serve_forever(config: Config, scaling: Scaling | None = None, *, address: st
     s = scaling or Scaling()
     own_cluster = not ray.is_initialized() and address is None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-    check_capacity(s, ray.cluster_resources().get("CPU", 0), max(nodes, default=0))
+        # "local": a cluster of our own, even where RAY_ADDRESS or a running `ray start` would make Ray join
+        # one; shutting Serve down at exit must never stop other people's apps.
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+    check_capacity(s, [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")])
     stop = threading.Event()
-    deployed = False
+    phase = {"deploying": True}
 
     def on_signal(*_: Any) -> None:
         stop.set()
-        if not deployed:  # still waiting for replicas: interrupt the wait, the finally below cleans up
+        if phase["deploying"]:  # still waiting for replicas: interrupt the wait, the finally below cleans up
+            phase["deploying"] = False  # once: a second signal must not interrupt the cleanup
             raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # before deploying: an interrupted deploy is cleaned up too
@@ -129,13 +135,17 @@ def serve_forever(config: Config, scaling: Scaling | None = None, *, address: st
     host, port = _serving_address(config)
     try:
         serve.run(build(config, s), name="crossrank", route_prefix="/")  # returns once the replicas run
-        deployed = True
+        phase["deploying"] = False
         print(f"crossrank on Ray Serve: http://{host}:{port} (pid {os.getpid()})", flush=True)
         stop.wait()
     except KeyboardInterrupt:  # a signal while the replicas were still starting
         pass
     finally:
-        serve.delete("crossrank")  # waits for the replicas' in-flight requests
+        phase["deploying"] = False
+        try:
+            serve.delete("crossrank")  # waits for the replicas' in-flight requests
+        except Exception as exc:  # noqa: BLE001 - e.g. Ray's 60 s timeout: still shut down what is ours
+            log.warning("deleting the crossrank app: %s", exc)
         if own_cluster:
             serve.shutdown()
 

@@ -11,8 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from crossrank.errors import CrossrankError
@@ -53,6 +52,9 @@ class ModelRegistry:
         self.cache = cache
         self.entries = {name: ModelEntry(name, m) for name, m in config.models.items()}
         self._closed = False
+        # Loads on request run here, one thread per model at most, never in the event loop's default
+        # executor (requests waiting there for a slow load would starve every other to_thread user).
+        self._loads = ThreadPoolExecutor(max_workers=max(1, len(self.entries)), thread_name_prefix="crossrank-load")
 
     @property
     def ready(self) -> bool:
@@ -72,7 +74,7 @@ class ModelRegistry:
         entry = self.entry(name)
         if entry.batcher is None:
             if entry.loader is None or entry.loader.done():
-                entry.loader = _in_daemon_thread(self.load, entry, name=f"crossrank-load-{entry.name}")
+                entry.loader = self._loads.submit(self.load, entry)
             try:  # each request wraps the shared future on its own loop; shield: a timeout leaves the load be
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loader)), timeout)
             except asyncio.TimeoutError:  # (TimeoutError itself only from Python 3.11)
@@ -117,6 +119,10 @@ class ModelRegistry:
                                     on_cache=self.metrics.cache_hook(entry.name))
             self.metrics.watch_queue(entry.name, lambda: entry.batcher.depth if entry.batcher else 0)
             entry.state = "ready"
+            if self._closed:  # close() ran meanwhile and skipped this entry (its lock was held): close it here
+                entry.batcher.close()
+                entry.batcher, entry.state = None, "pending"
+                return
             log.info("model=%s state=ready source=%s backend=%s precision=%s max_length=%d", entry.name,
                      encoder.model_name, encoder.backend.name, encoder.backend.precision, encoder.max_length)
 
@@ -141,6 +147,7 @@ class ModelRegistry:
     def close(self, timeout: float | None = None) -> None:
         """Stop loading, drain every batcher (queued requests are answered), stop the workers."""
         self._closed = True
+        self._loads.shutdown(wait=False, cancel_futures=True)
         for e in self.entries.values():
             if not e.lock.acquire(blocking=False):
                 continue  # loading: the load sees _closed and makes no batcher; do not wait for it
@@ -149,25 +156,3 @@ class ModelRegistry:
                     e.batcher.close(timeout)
             finally:
                 e.lock.release()
-
-
-def _in_daemon_thread(fn: Callable[..., object], *args: object, name: str) -> Future:
-    """Run ``fn(*args)`` on a daemon thread of its own; its future for every request that waits on it.
-
-    Not the event loop's default executor (requests waiting there for a slow load would starve every
-    other ``to_thread`` user), and not a ThreadPoolExecutor: Python joins its threads at exit, so a
-    shutdown during a slow first load (an export of a large checkpoint) waited for the load, past the
-    server's grace. One load per model at a time: the caller keeps its future until it is done.
-    """
-    future: Future = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
