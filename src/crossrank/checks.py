@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import socket
 from pathlib import Path
 
 from crossrank.errors import InputError
@@ -67,3 +68,20 @@ def output_file(path: str | os.PathLike[str], what: str) -> Path:
     if not os.access(parent, os.W_OK):
         raise InputError(f"{what} {out}: the directory {parent} is not writable")
     return out
+
+
+def ray_address(address: str | None, *, timeout_s: float = 5.0) -> None:
+    """A ``host:port`` or ``ray://host:port`` cluster address that answers a TCP connection, or an
+    ``InputError``: Ray itself retries an unreachable address for minutes before it gives up. ``None``,
+    ``"auto"`` and ``"local"`` are Ray's to resolve."""
+    if address is None or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise InputError(f"Ray address {address!r} is not host:port, ray://host:port, auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None

@@ -221,3 +221,19 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
         score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
     score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
     assert len(read_rows(tmp_path / "o.jsonl")) == 3
+
+
+def test_an_unreachable_ray_address_is_refused_before_staging(tmp_path, tiny_model):
+    """Ray retries an unreachable address for minutes (after the parts were staged) before it gives up."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_rows(tmp_path / "in.jsonl", _rows(2))
+    for address, why in ((f"127.0.0.1:{port}", "cannot reach"), (f"ray://127.0.0.1:{port}", "cannot reach"),
+                         ("head-without-port", "not host:port")):
+        with pytest.raises(InputError, match=why):
+            score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), ray=True,
+                       ray_address=address, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

@@ -17,6 +17,7 @@ import numpy as np
 
 from crossrank.batch.files import check_rows, file_format, read_rows, write_rows
 from crossrank.checks import integer, output_file
+from crossrank.checks import ray_address as check_ray_address
 from crossrank.engine.backends import BACKENDS
 from crossrank.engine.documents import document_text
 from crossrank.engine.model import model_identity
@@ -181,6 +182,7 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
     dst = output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
     if ray_address is not None and not ray:
         raise InputError("ray_address (--ray-address) goes with ray=True (--ray)")
+    check_ray_address(ray_address)  # before staging: Ray itself retries an unreachable address for minutes
     integer(workers, "workers", minimum=1)
     integer(part_rows, "part_rows", minimum=1)
     if backend not in ("auto", *BACKENDS):

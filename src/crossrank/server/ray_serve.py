@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from crossrank.checks import ray_address
 from crossrank.errors import MissingDependencyError
 from crossrank.server.config import Config, ConfigError, load_config
 
@@ -116,6 +117,7 @@ def serve_forever(config: Config, scaling: Scaling | None = None, *, address: st
     s = scaling or Scaling()
     own_cluster = not ray.is_initialized() and address is None
     if not ray.is_initialized():
+        ray_address(address)
         # "local": a cluster of our own, even where RAY_ADDRESS or a running `ray start` would make Ray join
         # one; shutting Serve down at exit must never stop other people's apps.
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
