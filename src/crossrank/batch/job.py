@@ -19,7 +19,7 @@ from crossrank.batch.files import check_rows, file_format, read_rows, write_rows
 from crossrank.checks import integer, output_file
 from crossrank.checks import ray_address as check_ray_address
 from crossrank.engine.backends import BACKENDS
-from crossrank.engine.documents import document_text
+from crossrank.engine.documents import document_text, field_names
 from crossrank.engine.model import model_identity
 from crossrank.errors import InputError
 
@@ -35,6 +35,7 @@ def score_rows(score: ScoreFn, rows: list[dict[str, Any]], on: Sequence[str] | N
     """
     pairs: list[tuple[str, str]] = []
     spans: list[tuple[int, int]] = []
+    fields = field_names(on) if on else None
     for n, row in enumerate(rows, first_row):
         query = row.get("query")
         if not isinstance(query, str) or not query.strip():
@@ -44,9 +45,9 @@ def score_rows(score: ScoreFn, rows: list[dict[str, Any]], on: Sequence[str] | N
             cands = row["candidates"]
             if isinstance(cands, (str, bytes, dict)) or not isinstance(cands, Sequence | np.ndarray):
                 raise InputError(f"row {n}: 'candidates' must be a list")
-            texts = [document_text(c, on, f"row {n} candidate {i}") for i, c in enumerate(cands)]
+            texts = [document_text(c, fields, f"row {n} candidate {i}") for i, c in enumerate(cands)]
         elif "text" in row and (row["text"] is not None or "candidates" not in row):
-            texts = [document_text(row["text"], on, f"row {n} text")]
+            texts = [document_text(row["text"], fields, f"row {n} text")]
         else:
             raise InputError(f"row {n}: needs 'text' or 'candidates' (has {sorted(row)[:10]})")
         spans.append((len(pairs), len(pairs) + len(texts)))

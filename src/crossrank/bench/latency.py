@@ -94,12 +94,12 @@ def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
         repeats: int = 10, include_peer: bool = True, data_dir: Path | None = None,
         echo: Callable[[str], None] = print) -> list[dict]:
     from crossrank import CrossEncoder
+    from crossrank.checks import integer
     from crossrank.engine.encoder import default_threads
     from crossrank.engine.model import resolve
     from crossrank.errors import InputError
 
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise InputError(f"repeats must be an integer >= 1, got {repeats!r}")
+    integer(repeats, "repeats", minimum=1)
     source = resolve(model)
     if include_peer and source.kind == "export":
         raise InputError(f"{source.name} is a crossrank ONNX export, which sentence-transformers cannot load: "

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from crossrank.checks import output_file
 from crossrank.cli import comma_list
 from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError, InputError
@@ -63,8 +64,11 @@ def eval_command(
     from crossrank.eval.runner import MethodResult, index_for, parse_method, run_method
 
     console = Console(stderr=True)
-    if per_query_out and (per_query_out.is_dir() or not per_query_out.parent.is_dir()):
-        _fail(InputError(f"--per-query {per_query_out}: not a file in an existing directory"))
+    if per_query_out:
+        try:
+            per_query_out = output_file(per_query_out, "--per-query")
+        except InputError as exc:
+            _fail(exc)
     try:
         methods = methods or (DEFAULT_METHODS_WITH_MODEL if model else DEFAULT_METHODS)
         parsed = [parse_method(m.strip()) for m in methods.split(",") if m.strip()]

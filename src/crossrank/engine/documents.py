@@ -70,11 +70,12 @@ def field_text(value: Any, what: str) -> str | None:
         raise InputError(f"{what} is nested too deeply to read as text") from None
 
 
-def document_text(doc: Any, on: Sequence[str] | None, what: str) -> str:
+def document_text(doc: Any, on: list[str] | None, what: str) -> str:
     """The text of one document: a string as is, a dict's ``on`` fields joined by newlines (a list
-    field's items one a line, as search engines store multi-valued fields)."""
+    field's items one a line, as search engines store multi-valued fields). ``on`` comes from
+    :func:`field_names`, read once per call over many documents, not once per document."""
     if isinstance(doc, Mapping):
-        fields = field_names(on) if on else [f for f in DEFAULT_FIELDS if f in doc]
+        fields = on or [f for f in DEFAULT_FIELDS if f in doc]
         if not fields:
             raise InputError(
                 f"{what} is a dict without 'text' or 'title'; say which fields to read with on=[...] "

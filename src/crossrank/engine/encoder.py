@@ -59,10 +59,6 @@ def _warn_untrained(name: str) -> None:
                     "trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L6-v2) to rank", name)
 
 
-def _check_positive(name: str, value: object) -> None:
-    integer(value, name, minimum=1)
-
-
 def default_threads() -> int:
     """One intra-op thread per CPU this process may run on (``CROSSRANK_THREADS`` overrides)."""
     env = os.environ.get("CROSSRANK_THREADS")
@@ -107,13 +103,13 @@ class CrossEncoder:
             raise ModelLoadError(str(model), f"unknown quantization {quantize!r}; expected None or 'int8'")
         if activation not in act.ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
-        _check_positive("max_chunks_per_doc", max_chunks_per_doc)
-        _check_positive("max_batch_size", max_batch_size)
+        integer(max_chunks_per_doc, "max_chunks_per_doc", minimum=1)
+        integer(max_batch_size, "max_batch_size", minimum=1)
         integer(chunk_overlap, "chunk_overlap")
         for name, value in (("max_length", max_length), ("max_query_length", max_query_length),
                             ("threads", threads), ("max_batch_tokens", max_batch_tokens)):
             if value is not None:
-                _check_positive(name, value)
+                integer(value, name, minimum=1)
         self.threads = threads or default_threads()
         source = resolve(model)
         self.source = source
@@ -279,7 +275,7 @@ class CrossEncoder:
                truncation_side: str = "right") -> tuple[np.ndarray, ScoreStats]:
         activation = self._resolve_activation(self.activation if activation is None else activation)
         chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
-        _check_positive("max_chunks_per_doc", chunks)
+        integer(chunks, "max_chunks_per_doc", minimum=1)
         stats = ScoreStats(pairs=len(queries))
         shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
         if not queries:

@@ -91,12 +91,7 @@ class Corpus:
     def texts(self, on: Sequence[str]) -> list[str]:
         """The text each stage reads: the ``on`` fields of each document, joined by newlines."""
         self.check_fields(on)
-        out = []
-        for i, doc in enumerate(self.documents):
-            parts = [v if type(v) is str and v.isascii() else field_text(v, f"document {self.ids[i]!r}[{f!r}]") or ""
-                     for f in on if _present(v := doc.get(f))]
-            out.append("\n".join(parts))
-        return out
+        return [join_fields(doc, on, f"document {self.ids[i]!r}") for i, doc in enumerate(self.documents)]
 
     def text_at(self, position: int, on: Sequence[str]) -> str:
         """One document's text for ``on`` (fields it lacks are skipped); no per-corpus check, for hot paths."""
@@ -126,9 +121,10 @@ class Corpus:
         return cls(ids, docs, id_field=id_field or "id", source=source)
 
 
-def join_fields(doc: Mapping[str, Any], on: Sequence[str]) -> str:
-    """A document's ``on`` fields joined by newlines, skipping missing and blank ones: what every stage reads."""
-    return "\n".join(v if type(v) is str and v.isascii() else field_text(v, repr(f)) or ""
+def join_fields(doc: Mapping[str, Any], on: Sequence[str], what: str = "") -> str:
+    """A document's ``on`` fields joined by newlines, skipping missing and blank ones: what every stage reads.
+    Plain ASCII strings, nearly every field, skip the checks (and the error label ``what[field]``)."""
+    return "\n".join(v if type(v) is str and v.isascii() else field_text(v, f"{what}[{f!r}]") or ""
                      for f in on if _present(v := doc.get(f)))
 
 

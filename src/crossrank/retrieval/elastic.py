@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from crossrank.checks import integer
 from crossrank.engine.documents import document_text, field_names, query_text
 from crossrank.errors import InputError
 from crossrank.retrieval.rankers import Ranker, RankerUnavailable
@@ -39,8 +40,9 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
     if not isinstance(response, Mapping):
         raise InputError(f"not an Elasticsearch/OpenSearch _search response: a {type(response).__name__}, "
                          "not the JSON object")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0):
-        raise InputError(f"window must be an integer >= 0 (or None for every hit), got {window!r}")
+    if window is not None:  # None: every hit
+        window = integer(window, "window")
+    fields = field_names(on)
     out = copy.deepcopy(dict(response))
     hits = _hits(out)
     n = len(hits) if window is None else min(window, len(hits))
@@ -51,7 +53,7 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
         source = hit.get("_source") if isinstance(hit, Mapping) else None
         if not isinstance(source, Mapping):
             raise InputError(f"hit {i} has no _source object; ask the engine for the fields in `on`")
-        texts.append(document_text(source, field_names(on), f"hit {i} (_id {hit.get('_id')!r}) _source"))
+        texts.append(document_text(source, fields, f"hit {i} (_id {hit.get('_id')!r}) _source"))
     try:
         ranking = ranker.rank(query, texts)
     except RankerUnavailable as exc:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from crossrank.checks import number
+from crossrank.checks import integer, number
 from crossrank.engine.documents import field_names, query_text
 from crossrank.errors import BackendError, InputError
 from crossrank.retrieval.corpus import Corpus
@@ -184,9 +184,7 @@ class Pipeline:
         on another scale); ``depth`` is how many candidates each retriever reads (default: its ``k``,
         at least ``window`` and ``top_k``).
         """
-        for name, value in (("top_k", top_k), ("window", window)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+        top_k, window = integer(top_k, "top_k"), integer(window, "window")
         if budget_ms is not None:
             budget_ms = number(budget_ms, "budget_ms", above=0)
         if min_score is not None:  # NaN would keep nothing, silently
