@@ -115,3 +115,27 @@ def test_a_key_given_twice_in_yaml_is_an_error(tmp_path):
     path.write_text("models:\n  a: /m1\n  a: /m2\n")
     with pytest.raises(ConfigError, match="given twice"):
         load_config(path)
+
+
+def test_aliases_are_names_of_one_model():
+    config = config_from_dict({"models": {"msmarco": {"model": "m", "aliases": ["rerank-english-v3.0", " jina "]},
+                                          "other": "o"},
+                               "server": {"default_model": "jina"}})
+    assert config.names() == {"rerank-english-v3.0": "msmarco", "jina": "msmarco", "msmarco": "msmarco",
+                              "other": "other"}
+    assert config.default_model == "jina"
+    for models, message in [({"a": {"model": "m", "aliases": ["b"]}, "b": "m"}, "already names the model 'b'"),
+                            ({"a": {"model": "m", "aliases": ["x"]}, "b": {"model": "m", "aliases": ["x"]}},
+                             "already names an alias of 'a'"),
+                            ({"a": {"model": "m", "aliases": ["a"]}}, "already names the model 'a'"),
+                            ({"a": {"model": "m", "aliases": ["${CR_TEST_UNSET_ALIAS}"]}}, "empty name"),
+                            ({"a": {"model": "m", "aliases": "b"}}, "must be a list")]:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({"models": models}, environ={})
+
+
+def test_cors_origins():
+    assert config_from_dict({}).server.cors_allow_origins == []
+    config = config_from_dict({"server": {"cors_allow_origins": ["https://app.example", " ", "${UNSET}"]}},
+                              environ={})
+    assert config.server.cors_allow_origins == ["https://app.example"]

@@ -170,3 +170,47 @@ def test_a_load_outlives_the_event_loop_of_the_request_that_started_it():
         time.sleep(0.05)
     second = client.post("/v2/rerank", json=body)
     assert second.status_code == 200, second.text
+
+
+def test_aliases_share_one_engine(start, tiny_model):
+    """A client hard-wired to a vendor's model name reaches the configured model, loaded once."""
+    from crossrank.server.config import config_from_dict
+
+    config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1,
+                                                   "aliases": ["rerank-english-v3.0", "jina-reranker-v1-base-en"]}}})
+    with start(config) as srv:
+        body = {"query": "crocs", "documents": ["crocs kids clog", "lazy dog"]}
+        by_name = httpx.post(f"{srv.url}/v2/rerank", json={**body, "model": "tiny"}).json()
+        for alias in ("rerank-english-v3.0", "jina-reranker-v1-base-en"):
+            response = httpx.post(f"{srv.url}/v1/rerank", json={**body, "model": alias})
+            assert response.status_code == 200, response.text
+            assert response.headers["x-model-id"] == "tiny"
+            assert response.json()["results"] == by_name["results"]
+        info = httpx.get(f"{srv.url}/info").json()
+        assert [(m["name"], m["aliases"]) for m in info["models"]] == [
+            ("tiny", ["rerank-english-v3.0", "jina-reranker-v1-base-en"])]
+        assert len(srv.app.state.registry.entries) == 1  # one engine, one batcher
+        unknown = httpx.post(f"{srv.url}/v2/rerank", json={**body, "model": "rerank-v3.5"})
+        assert unknown.status_code == 404 and "rerank-english-v3.0" in unknown.json()["message"]
+
+
+def test_cors_is_opt_in(server, start, tiny_config):
+    preflight = {"origin": "https://app.example", "access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization,content-type"}
+    assert "access-control-allow-origin" not in httpx.options(f"{server.url}/rerank", headers=preflight).headers
+    config = tiny_config(cors_allow_origins=["https://app.example"], api_keys=["k"])
+    with start(config) as srv:
+        answer = httpx.options(f"{srv.url}/rerank", headers=preflight)  # no key: preflights carry none
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        assert "authorization" in answer.headers["access-control-allow-headers"].lower()
+        scored = httpx.post(f"{srv.url}/rerank", json={"model": "tiny", "query": "q", "texts": ["d"]},
+                            headers={"origin": "https://app.example", "authorization": "Bearer k"})
+        assert scored.status_code == 200
+        assert scored.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-total-time" in scored.headers["access-control-expose-headers"]
+        refused = httpx.post(f"{srv.url}/rerank", json={"query": "q", "texts": ["d"]},
+                             headers={"origin": "https://app.example"})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.options(f"{srv.url}/rerank", headers={**preflight, "origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

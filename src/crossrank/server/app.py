@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crossrank import __version__
@@ -30,7 +32,7 @@ from crossrank.server.config import Config
 from crossrank.server.errors import ApiError, error_responses, openai_body
 from crossrank.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crossrank.server.registry import ModelRegistry
-from crossrank.server.service import JsonResponse
+from crossrank.server.service import TIMING_HEADERS, JsonResponse
 
 log = logging.getLogger("crossrank.server")
 DIALECTS = (cohere, tei, metarank, plain)
@@ -103,6 +105,22 @@ class BodyLimit:
                 return b"".join(chunks)
 
 
+class ReadAsJson:
+    """Bodies sent to a dialect whose reference server reads every body as JSON (``reads_any_content_type``:
+    Metarank's, whose own example is a bare ``curl -d`` labelled form-urlencoded) are labelled JSON before
+    FastAPI reads them; every other route keeps FastAPI's rule (JSON only when it says so)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owner = scoring_route(scope["path"]) if scope["type"] == "http" else None
+        if owner is not None and getattr(owner[1], "reads_any_content_type", False):
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 class Observe:
     """One log line and the request metrics per scoring request; starts the clock ``respond`` reads.
 
@@ -154,13 +172,14 @@ class Observe:
 
 
 def scoring_route(path: str) -> tuple[str, ModuleType] | None:
-    """The scoring route template that serves ``path`` and the dialect module that owns it, or None."""
+    """The scoring route template that serves ``path`` (converters dropped: ``{name}``, not ``{name:path}``)
+    and the dialect module that owns it, or None."""
     for dialect in DIALECTS:
         for route in dialect.router.routes:
             template = getattr(route, "path", "")
             prefix = template.split("{", 1)[0]
             if path == template or ("{" in template and path.startswith(prefix)):
-                return template, dialect
+                return re.sub(r":\w+}", "}", template), dialect
     return None
 
 
@@ -233,9 +252,13 @@ def create_app(config: Config) -> FastAPI:
         response.status_code = exc.status_code  # e.g. 405 keeps its status, in our JSON shape
         return response
 
+    app.add_middleware(ReadAsJson)
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes, render=render_error,
                        timeout_s=config.server.body_timeout_s)
     app.add_middleware(ApiKeyGate, keys=config.server.api_keys, render=render_error)  # before any body is read
+    if config.server.cors_allow_origins:  # outside the key gate: a browser's preflight carries no key
+        app.add_middleware(CORSMiddleware, allow_origins=config.server.cors_allow_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"], expose_headers=TIMING_HEADERS)
     app.add_middleware(Observe, metrics=metrics)  # outermost: sees every answer
 
     @app.get("/health", tags=["ops"], summary="The process is up")

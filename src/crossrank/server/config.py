@@ -42,6 +42,9 @@ class ModelConfig:
     # requests for this model in flight at once (429 past it); unset: only the server's own limit. A cap
     # per model keeps one slow or stalled model from taking every slot the others need.
     max_concurrent_requests: int | None = None
+    # More names requests may use for this model (a client that always sends "rerank-english-v3.0" or
+    # "jina-reranker-v1-base-en"): one engine, one batcher, one set of metrics under the model's own name.
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +66,9 @@ class ServerConfig:
     cache_size: int = 0  # LRU entries of (model, activation, chunks, query, text) -> score; 0 disables
     preload: bool = True  # load every model at startup (/ready waits for them) or on first use
     default_model: str | None = None  # the model for requests that name none; the first one if unset
+    # Origins a browser page may call this server from (CORS); empty: none, as with no CORS support.
+    # ["*"] allows any origin, as TEI does by default.
+    cors_allow_origins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -74,11 +80,17 @@ class Config:
     def default_model(self) -> str:
         return self.server.default_model or next(iter(self.models))
 
+    def names(self) -> dict[str, str]:
+        """Every name a request may use (model names and their aliases) -> the model's own name."""
+        return {**{a: name for name, m in self.models.items() for a in m.aliases}, **{n: n for n in self.models}}
+
     def validate(self, *, models: bool = True) -> Config:
         """Every setting in range; ``models=False`` leaves the models unchecked (``serve --model`` replaces them)."""
         if models and not self.models:
             raise ConfigError("models: at least one model is needed")
-        if models and self.server.default_model and self.server.default_model not in self.models:
+        if models:
+            self._check_aliases()
+        if models and self.server.default_model and self.server.default_model not in self.names():
             raise ConfigError(f"server.default_model {self.server.default_model!r} is not in models")
         for key in ("max_documents", "max_body_bytes", "max_text_chars", "max_concurrent_requests",
                     "max_chunks_per_doc", "max_batch_pairs"):
@@ -105,7 +117,19 @@ class Config:
                     raise ConfigError(f"models.{name}.{key} must be >= 1, got {value}")
         # A key read from a file or variable often ends in a newline no HTTP header can carry.
         self.server.api_keys = [str(k).strip() for k in self.server.api_keys if str(k).strip()]
+        self.server.cors_allow_origins = [o.strip() for o in self.server.cors_allow_origins if o.strip()]
         return self
+
+    def _check_aliases(self) -> None:
+        seen: dict[str, str] = {name: f"the model {name!r}" for name in self.models}
+        for name, m in self.models.items():
+            m.aliases = [a.strip() for a in m.aliases]
+            for alias in m.aliases:
+                if not alias:
+                    raise ConfigError(f"models.{name}.aliases holds an empty name (an unset variable?)")
+                if alias in seen:
+                    raise ConfigError(f"models.{name}.aliases: {alias!r} already names {seen[alias]}")
+                seen[alias] = f"an alias of {name!r}"
 
 
 def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:

@@ -51,6 +51,7 @@ class ModelRegistry:
         self.metrics = metrics
         self.cache = cache
         self.entries = {name: ModelEntry(name, m) for name, m in config.models.items()}
+        self.names = config.names()  # aliases included
         self._closed = False
         # Loads on request run here, one thread per model at most, never in the event loop's default
         # executor (requests waiting there for a slow load would starve every other to_thread user).
@@ -61,12 +62,12 @@ class ModelRegistry:
         return all(e.state == "ready" for e in self.entries.values())
 
     def entry(self, name: str | None) -> ModelEntry:
-        """The entry for ``name`` (the default model when None); unknown names are a 404."""
+        """The entry for ``name`` or an alias of it (the default model when None); unknown names are a 404."""
         name = name or self.config.default_model
-        entry = self.entries.get(name) if isinstance(name, str) else None
-        if entry is None:
-            raise ApiError("not_found", f"model {name!r} is not served here; models: {sorted(self.entries)}")
-        return entry
+        own = self.names.get(name) if isinstance(name, str) else None
+        if own is None:
+            raise ApiError("not_found", f"model {name!r} is not served here; models: {sorted(self.names)}")
+        return self.entries[own]
 
     async def batcher(self, name: str | None, timeout: float | None = None) -> Batcher:
         """The batcher of a model, loading it off the event loop if it is not loaded yet; a load that
@@ -133,7 +134,7 @@ class ModelRegistry:
     def describe(self) -> list[dict]:
         out = []
         for e in self.entries.values():
-            item: dict = {"name": e.name, "model": e.config.model, "state": e.state}
+            item: dict = {"name": e.name, "aliases": e.config.aliases, "model": e.config.model, "state": e.state}
             if e.batcher is not None:
                 enc = e.batcher.encoder
                 item.update(source=enc.model_name, backend=enc.backend.name, precision=enc.backend.precision,

@@ -4,7 +4,9 @@ Request: ``{"query", "texts", "raw_scores", "return_text", "truncate", "truncati
 response: ``[{"index", "score", "text"?}]`` best first; errors ``{"error", "error_type"}``.
 ``score`` is the sigmoid of the logit unless ``raw_scores``. Long texts are always truncated
 (keeping the query), whatever ``truncate`` says: TEI refuses them when ``truncate`` is false,
-crossrank answers instead. ``truncation_direction: Left`` keeps a long text's end, as in TEI.
+crossrank answers instead. ``truncation_direction: Left`` keeps a long text's end, as in TEI. An
+empty query is a 400 ``Empty`` here, as on every route (TEI scores it when the text is not empty):
+crossrank's engine refuses a query with no tokens rather than rank documents on nothing.
 """
 
 from __future__ import annotations
