@@ -104,3 +104,28 @@ def test_files_that_start_with_a_byte_order_mark(tmp_path):
     for name in ("c.csv", "c.jsonl"):
         corpus = load_corpus(tmp_path / name)
         assert corpus.ids == ["1"] and corpus.documents[0]["title"] == "Bears"
+
+
+def test_stray_quotes_never_merge_rows(tmp_path):
+    """A text that starts with a quote (MS MARCO's TSVs have them) must not swallow the rows after it."""
+    (tmp_path / "q.tsv").write_text('id\ttext\n1\tplain\n2\t"Hello, he said. A long passage\n3\tthird\n'
+                                    '4\tfourth "quoted"\n5\t"wrapped ""by"" pandas"\n')
+    corpus = load_corpus(tmp_path / "q.tsv")
+    assert corpus.ids == ["1", "2", "3", "4", "5"]
+    assert [d["text"] for d in corpus.documents] == ["plain", '"Hello, he said. A long passage', "third",
+                                                     'fourth "quoted"', 'wrapped "by" pandas']
+    for body, line in [('id,text\n1,"Bears, a film\n2,second\n3,third\n', 2),           # never closed
+                       ('id,text\n0,fine\n1,"Bears, a film\n2,second "quoted" text\n', 3)]:    # closed mid-cell
+        (tmp_path / "q.csv").write_text(body)
+        with pytest.raises(InputError, match=rf"q.csv:{line}: not valid CSV from this line on"):
+            load_corpus(tmp_path / "q.csv")
+    (tmp_path / "ok.csv").write_text('id,text\n1,"a text, with a comma\nand a line break"\n2,"say ""hi"""\n')
+    assert [d["text"] for d in load_corpus(tmp_path / "ok.csv").documents] == [
+        "a text, with a comma\nand a line break", 'say "hi"']
+
+
+def test_csv_cells_longer_than_pythons_default_limit(tmp_path):
+    long = "word " * 40_000  # 200,000 characters: csv's default cell limit is 131,072
+    with (tmp_path / "long.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "text"], ["1", long]])
+    assert load_corpus(tmp_path / "long.csv").documents[0]["text"] == long

@@ -11,6 +11,8 @@ import csv
 import json
 import logging
 import os
+import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,22 +173,56 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
                 raise InputError(f"{path}:{n} is not valid JSON ({exc.msg})") from exc
 
 
+#: A TSV cell wholly wrapped in quotes with inner quotes doubled: how pandas and spreadsheets write a text
+#: holding a quote. Such a cell is unwrapped; any other quote in a TSV is a character of the text.
+_QUOTED_CELL = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
+
+
 def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    """CSV with RFC 4180 quoting, read strictly: a stray quote is an error naming its line, not a text
+    that swallows every row up to the next quote. TSV without quoting (the MS MARCO / BEIR convention:
+    a text that starts with a quote is just that), pandas-style wholly quoted cells unwrapped."""
+    tsv = path.suffix.lower() == ".tsv"
+    # Python's csv refuses cells over 128 KiB by default; a long document is not an error here.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        if not reader.fieldnames:
-            return
-        width = len(reader.fieldnames)
-        for row in reader:
-            # Cells past the header are almost always an unquoted delimiter inside a text: indexing the row
-            # would silently drop that part of the document. Blank ones (a trailing delimiter) are harmless;
-            # missing cells are missing fields.
-            extra = row.pop(None, None) or []
-            if any(cell.strip() for cell in extra):
-                raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
-                                 f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
-            yield row
+        if tsv:
+            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.DictReader(fh, delimiter=",", strict=True)
+        done = 0  # the last line of the last whole row: a broken row starts after it
+        try:
+            if reader.fieldnames:
+                done = reader.line_num
+            for row in _csv_rows(path, reader, "\t" if tsv else ","):
+                done = reader.line_num
+                yield row
+        except csv.Error as exc:
+            raise InputError(f"{path}:{done + 1}: not valid CSV from this line on ({exc}); a text that starts "
+                             'with a quote must end with one, and quotes inside it are doubled ("")') from None
+
+
+def _csv_rows(path: Path, reader: csv.DictReader, delimiter: str) -> Iterable[dict[str, Any]]:
+    if not reader.fieldnames:
+        return
+    width = len(reader.fieldnames)
+    for row in reader:
+        # Cells past the header are almost always an unquoted delimiter inside a text: indexing the row
+        # would silently drop that part of the document. Blank ones (a trailing delimiter) are harmless;
+        # missing cells are missing fields.
+        extra = row.pop(None, None) or []
+        if any(cell.strip() for cell in extra):
+            raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
+                             f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
+        if delimiter == "\t":
+            row = {k: _unquote(v) for k, v in row.items()}
+        yield row
+
+
+def _unquote(cell: str | None) -> str | None:
+    if cell is None or len(cell) < 2 or not (m := _QUOTED_CELL.fullmatch(cell)):
+        return cell
+    return m.group(1).replace('""', '"')
 
 
 def _read_parquet(path: Path) -> Iterable[dict[str, Any]]:
