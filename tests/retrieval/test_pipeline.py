@@ -119,6 +119,7 @@ def test_budget_picks_a_window_that_fits_and_reports_it(sample_index, tiny_ranke
     assert generous.window == min(25, len(sample_index.bm25.search(QUERY, 100)[0]))
     starved = search(QUERY, top_k=5, window=25, budget_ms=0.001)
     assert starved.window == 0 and starved.method == "bm25"  # nothing was reranked
+    assert "left no time to rerank" in starved.fallback  # and it says so: min_score was not applied
     assert all(h.stage_rank("rerank") is None for h in starved)
     # In between: the chosen window is the largest whose predicted cost fits.
     texts = [sample_index.corpus.text_at(p, ["title", "text"]) for p in sample_index.bm25.search(QUERY, 25)[0]]
@@ -126,6 +127,16 @@ def test_budget_picks_a_window_that_fits_and_reports_it(sample_index, tiny_ranke
     assert np.all(np.diff(predicted) > 0)
     assert window_for_budget(tiny_ranker, QUERY, texts, float(predicted[4]) + 1e-9) == 5
     assert window_for_budget(tiny_ranker, QUERY, texts, float(predicted[4]) - 1e-9) == 4
+
+
+def test_budget_clock_starts_after_the_models_load(sample_index, tiny_ranker, tmp_path):
+    """A loaded index starts its bi-encoder on the first query (~0.3 s): inside a 50 ms budget that left
+    no window, on exactly the first search of every CLI run."""
+    sample_index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded._encoder is None
+    build_pipeline(loaded, ranker=tiny_ranker)(QUERY, top_k=5, window=5, budget_ms=10_000)
+    assert loaded._encoder is not None and loaded._encoder._warmed  # loaded and run before the clock
 
 
 def test_cascade_prunes_then_reranks(sample_index, tiny_model):

@@ -224,6 +224,12 @@ class BiEncoder:
         self.session = ort.InferenceSession(str(exported / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
 
+    def warm(self) -> None:
+        """Run one embedding, once: a runtime's first run pays allocations the later ones do not."""
+        if not getattr(self, "_warmed", False):
+            self.embed(["warm up"])
+            self._warmed = True
+
     def embed(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         if isinstance(texts, str):
             raise InputError("embed() takes a list of texts")
