@@ -28,7 +28,7 @@ class RankerService:
     /error (HTTP 500), /badrequest (HTTP 400), /flaky (503 once, then ok), /garbage (not JSON),
     /badindex (an index out of range), /noresults (JSON without the result list), /partial (one
     document left out), /bigint (a score no float holds), /dribble (the answer a byte at a time), /deep (arrays nested
-    100,000 deep).
+    100,000 deep), /crawl (headers at once, then the answer in two halves 0.45 s apart).
     """
 
     def __init__(self) -> None:
@@ -76,6 +76,18 @@ class RankerService:
                 payload = json.dumps(answer).encode()
                 if mode == "bigint":  # a JSON integer with 401 digits
                     payload = b'{"results": [{"index": 0, "relevance_score": 1' + b"0" * 400 + b"}]}"
+                if mode == "crawl":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    try:
+                        for half in (payload[: len(payload) // 2], payload[len(payload) // 2:]):
+                            time.sleep(0.45)
+                            self.wfile.write(half)
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return None
                 if mode == "dribble":
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(payload)))
@@ -131,8 +143,8 @@ def test_each_dialect_ranks_and_sends_its_request_shape(service, dialect, path):
     request = service.requests[-1]
     assert request["endpoint"] == path and request["auth"] == "Bearer secret"
     expected = {"cohere": {"query": QUERY, "documents": texts, "top_n": 3, "model": "rerank-v3"},
-                "tei": {"query": QUERY, "texts": texts, "raw_scores": True},
-                "plain": {"query": QUERY, "chunks": texts, "raw_scores": True, "model": "rerank-v3"}}[dialect]
+                "tei": {"query": QUERY, "texts": texts},  # probabilities, as cohere's: one min_score scale
+                "plain": {"query": QUERY, "chunks": texts, "model": "rerank-v3"}}[dialect]
     assert request["body"] == expected
     assert ranker.available()
 
@@ -141,6 +153,7 @@ def test_base_url_gets_the_dialect_path(service):
     assert RemoteRanker(service.url, dialect="tei").endpoint == f"{service.url}/rerank"
     assert RemoteRanker(service.url + "/", dialect="cohere").endpoint == f"{service.url}/v1/rerank"
     assert RemoteRanker(f"{service.url}/ok/score", dialect="plain").endpoint == f"{service.url}/ok/score"
+    assert RemoteRanker(f"{service.url}?key=1", dialect="tei").endpoint == f"{service.url}/rerank?key=1"
     with pytest.raises(InputError):
         RemoteRanker("ftp://example.org")
     with pytest.raises(InputError, match="dialect"):
@@ -162,6 +175,17 @@ def test_failures_raise_ranker_unavailable(service, mode, why):
     with pytest.raises(RankerUnavailable, match=why):
         ranker.rank(QUERY, ["a", "b"])
     assert not ranker.available()
+
+
+def test_timeout_bounds_an_attempt_as_a_whole(service):
+    """Each read of /crawl arrives within the timeout; the answer as a whole does not: give up at the
+    timeout, not after the next read (which took up to twice it)."""
+    ranker = RemoteRanker(f"{service.url}/crawl/v1/rerank", timeout=0.5, retries=0)
+    started = time.perf_counter()
+    with pytest.raises(RankerUnavailable, match="timed out"):
+        ranker.rank(QUERY, ["a", "b"])
+    assert time.perf_counter() - started < 0.8  # the second half comes at 0.9 s
+    assert RemoteRanker(f"{service.url}/crawl/v1/rerank", timeout=2.0).rank(QUERY, ["a"]).order.tolist() == [0]
 
 
 def test_retries_after_a_5xx_but_not_after_a_4xx(service):

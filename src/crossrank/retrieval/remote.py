@@ -1,7 +1,9 @@
 """Remote rankers over HTTP, drop-ins for the local engine: Cohere, TEI and plain dialects.
 
 "plain" is crossrank's own ``POST /score`` (``{"query", "chunks"}`` -> ``[[index, score], ...]``), so a
-pipeline can rerank through another crossrank server with raw scores.
+pipeline can rerank through another crossrank server. Every dialect asks for the service's probability
+(sigmoid, or the calibrated one where the model has a calibration), never logits: ``min_score`` means the
+same whichever dialect a ranker speaks.
 
 Each dialect only translates: a request body from (query, texts) and a list of (index, score) from
 the answer. Everything else (timeout, retries with backoff, the API key, checking the answer)
@@ -16,9 +18,11 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -43,8 +47,8 @@ class Dialect:
                 body["model"] = model
             return body
         if self.name == "tei":
-            return {"query": query, "texts": list(texts), "raw_scores": True}
-        body = {"query": query, "chunks": list(texts), "raw_scores": True}
+            return {"query": query, "texts": list(texts)}
+        body = {"query": query, "chunks": list(texts)}
         if model:
             body["model"] = model
         return body
@@ -114,11 +118,16 @@ class RemoteRanker:
             raise InputError(f"ranker URL {url!r} is not an http(s) URL")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.isascii()):
             raise InputError("the ranker's api_key must be an ASCII string (it travels in an HTTP header)")
-        self.endpoint = url if parts.path not in ("", "/") else url.rstrip("/") + self.dialect.path
+        if parts.path in ("", "/"):  # a base URL: the dialect's path goes before any query string
+            parts = parts._replace(path=self.dialect.path)
+        self.endpoint = urlunsplit(parts)
         self.model, self.timeout, self.retries, self.backoff_s = model, timeout, retries, backoff_s
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, headers=headers)
+        # Attempts run here so the caller waits at most ``timeout`` for one, whatever the server does
+        # between reads (httpx's timeouts are per read: a reply trickling in under each took up to twice it).
+        self._attempts = ThreadPoolExecutor(max_workers=16, thread_name_prefix="crossrank-remote")
         self._closed = False
 
     def __repr__(self) -> str:
@@ -127,6 +136,7 @@ class RemoteRanker:
     def close(self) -> None:
         """Release the connection pool; later calls fail as an unavailable ranker (the pipeline falls back)."""
         self._closed = True
+        self._attempts.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     def rank(self, query: str, texts: Sequence[str]) -> Ranking:
@@ -177,6 +187,19 @@ class RemoteRanker:
         import httpx
 
         deadline = time.monotonic() + self.timeout
+        try:
+            attempt = self._attempts.submit(self._exchange, body, deadline)
+        except RuntimeError:  # closed by another thread meanwhile
+            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed") from None
+        try:
+            return attempt.result(timeout=self.timeout)
+        except FutureTimeout:
+            # The worker stops by itself at its next read (deadline passed) or its read timeout.
+            raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g}s") from None
+
+    def _exchange(self, body: dict[str, Any], deadline: float) -> tuple[int, bytes]:
+        import httpx
+
         with self._client.stream("POST", self.endpoint, json=body) as response:
             chunks = []
             for chunk in response.iter_bytes():
