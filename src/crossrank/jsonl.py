@@ -5,6 +5,7 @@ name the file and line. Used by batch scoring, evaluation and training (corpora 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,34 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def dumps(obj: Any, *, errors: str = "strict", **kwargs: Any) -> str:
-    """``json.dumps`` with UTF-8 text kept readable, unless it cannot be written as UTF-8.
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (Python's JSON reader and Parquet floats allow them) as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
-    Text from JSON input may hold lone surrogates (a ``"\\ud800"`` escape, or what
-    ``surrogateescape`` made of an invalid byte); written raw they crash the file or terminal. A value
-    whose text does not encode under ``errors`` is written with ASCII escapes instead: still valid JSON,
-    still exactly the string that was read.
+
+def dumps(obj: Any, *, errors: str = "strict", **kwargs: Any) -> str:
+    """``json.dumps`` that writes standard JSON, with UTF-8 text kept readable unless it cannot be.
+
+    NaN and infinities are written as null: Python would write a bare ``NaN``, which JavaScript's
+    ``JSON.parse`` and most other readers refuse. Text from JSON input may hold lone surrogates (a
+    ``"\\ud800"`` escape, or what ``surrogateescape`` made of an invalid byte); written raw they crash the
+    file or terminal. A value whose text does not encode under ``errors`` is written with ASCII escapes
+    instead: still valid JSON, still exactly the string that was read.
     """
-    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    kwargs["allow_nan"] = False
+    try:
+        text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    except ValueError as exc:  # a non-finite float somewhere (rare: the common case pays no copy)
+        if "float" not in str(exc):  # e.g. a circular reference: not ours to mend
+            raise
+        obj = finite(obj)
+        text = json.dumps(obj, ensure_ascii=False, **kwargs)
     if not text.isascii():
         try:
             text.encode("utf-8", errors)

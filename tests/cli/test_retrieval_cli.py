@@ -126,3 +126,23 @@ def test_budget_and_cascade_flags(movies_index, tiny_model):
     fused = runner.invoke(app, ["search", str(movies_index), QUERY, "--model", str(tiny_model), "--fuse", "--json"])
     assert fused.exit_code == 0 and json.loads(fused.stdout)["method"] == "bm25+dense/rrf+rerank+rrf"
     assert sum("rerank" in h["stages"] for h in data["hits"]) == 3
+    for extra in ([], ["--remote", "http://127.0.0.1:9", "--model", "m"]):  # pruning needs a local --model
+        alone = runner.invoke(app, ["search", str(movies_index), QUERY, "--cascade-model", str(tiny_model), *extra])
+        assert alone.exit_code == 2 and "--cascade-model reranks the survivors of --model" in alone.output
+
+
+def test_json_output_is_standard_json(tmp_path):
+    """A NaN in a document (Parquet floats, Python's JSON reader) is null in --json output, not a bare NaN
+    that JavaScript's JSON.parse refuses."""
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "1", "text": "bears in the woods", "rating": NaN}\n{"id": "2", "text": "cats"}\n')
+    assert runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "idx"), "--no-dense",
+                                "--fields", "text"]).exit_code == 0
+    result = runner.invoke(app, ["search", str(tmp_path / "idx"), "bears", "--json"])
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))
+    assert json.loads(result.stdout)["hits"][0]["document"]["rating"] is None
+    ranked = runner.invoke(app, ["rerank", "q", "--json", "--model", "minilm-l6-untrained"],
+                           input='{"text": "a", "x": Infinity}\n')
+    assert ranked.exit_code == 0, ranked.output
+    json.loads(ranked.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,17 +74,6 @@ def check_rows(rows: list[dict[str, Any]], *, parquet: bool) -> None:
                                  "write JSONL or make the column one type") from None
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities (Parquet floats allow them) as null: JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write atomically (temp file + rename): a reader never sees half a file, a crash leaves none."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -97,5 +85,5 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     else:
         with tmp.open("w", encoding="utf-8", errors="surrogateescape") as fh:
             for row in rows:
-                fh.write(dumps(_finite(row), errors="surrogateescape", allow_nan=False) + "\n")
+                fh.write(dumps(row, errors="surrogateescape") + "\n")
     os.replace(tmp, path)

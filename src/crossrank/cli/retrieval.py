@@ -14,7 +14,7 @@ import typer
 
 from crossrank.cli import comma_list
 from crossrank.engine.documents import DEFAULT_FIELDS
-from crossrank.errors import CrossrankError
+from crossrank.errors import CrossrankError, InputError
 from crossrank.jsonl import dumps
 
 if TYPE_CHECKING:
@@ -133,6 +133,9 @@ def search(
     from crossrank.retrieval import CascadeRanker, FusedRanker, Index, LocalRanker, RemoteRanker, build_pipeline
 
     try:
+        if cascade_model and (remote or not model):
+            raise InputError("--cascade-model reranks the survivors of --model, a local cross-encoder: "
+                             + ("not with --remote" if remote else "name the --model that prunes first"))
         idx = Index.load(index_dir)
         ranker: Any = None
         if remote:

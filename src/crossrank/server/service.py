@@ -38,7 +38,7 @@ class JsonResponse(JSONResponse):
     """
 
     def render(self, content: Any) -> bytes:
-        return dumps(content, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        return dumps(content, separators=(",", ":")).encode("utf-8")
 
 
 #: Deepest nesting an object document may have. Real documents nest a few levels; a hostile one nests
