@@ -157,3 +157,22 @@ def test_exact_search_ties_go_to_the_lower_position_whatever_k():
     index = VectorIndex(vectors, ann=False)
     query = np.array([1.0, 0.0], dtype=np.float32)
     assert [index.search(query, k)[0].tolist() for k in (1, 3)] == [[0], [0, 1, 2]]
+
+
+def test_a_local_bi_encoder_is_stored_as_an_absolute_path(tmp_path, monkeypatch):
+    """An index built with `--dense-model models/bi` must be searchable from any directory."""
+    import json
+    import shutil
+
+    from crossrank.engine.model import minilm_source_dir
+    from crossrank.retrieval import Corpus, Index
+
+    shutil.copytree(minilm_source_dir(), tmp_path / "models" / "bi")
+    monkeypatch.chdir(tmp_path)
+    corpus = Corpus.from_records([{"id": "1", "text": "bears in the woods"}, {"id": "2", "text": "stock market"}])
+    Index.build(corpus, ["text"], bm25=False, dense="models/bi").save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert json.dumps(manifest).count(str(tmp_path / "models" / "bi")) == 1
+    monkeypatch.chdir("/")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded.embed_query("bears").shape == (384,)

@@ -108,7 +108,10 @@ class Index:
             t0 = time.perf_counter()
             model = None if dense is True else str(dense)
             index._encoder = encoder or BiEncoder(model)
-            index.dense_model = index._encoder.model_name
+            name = index._encoder.model_name
+            # A local directory is stored absolute: a search run from another directory must load the same
+            # model, not fail (or find another directory of that name).
+            index.dense_model = str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
             report = (lambda done, total: progress("embed", done, total)) if progress else None
             vectors, owner = index._encoder.embed_documents(texts, windows=dense_windows, progress=report)
             index.build_s["embed"] = time.perf_counter() - t0
