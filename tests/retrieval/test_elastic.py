@@ -87,3 +87,32 @@ def test_array_fields_are_scored_as_their_items(tiny_ranker):
         hit["_source"]["tags"] = "\n".join(hit["_source"]["description"].split())
     by_text = rerank_search_response(as_lines, QUERY, tiny_ranker, on=["tags"])
     assert [h["_score"] for h in by_array["hits"]["hits"]] == [h["_score"] for h in by_text["hits"]["hits"]]
+
+
+def test_dotted_fields_and_sparse_hits(tiny_ranker):
+    """Fields named as the engine names them: `author.name` through objects and arrays of objects, or a key
+    that holds the dot; a hit with none of the fields ranks as an empty text instead of failing the call."""
+    response = _response()
+    sources = [h["_source"] for h in response["hits"]["hits"]]
+    sources[0]["author"] = {"name": "Ann"}
+    sources[1]["author"] = [{"name": "Bo"}, {"name": "Cy"}]
+    sources[2]["author.name"] = "Di"
+    del sources[3]["name"]
+    out = rerank_search_response(response, QUERY, tiny_ranker, on=["name", "author.name"])
+    texts = ["running shoe\nAnn", "crocs\nBo\nCy", "wing\nDi", ""]
+    expected = tiny_ranker.encoder.score([(QUERY, t) for t in texts])
+    by_id = {h["_id"]: h["_score"] for h in out["hits"]["hits"]}
+    np.testing.assert_allclose([by_id[i] for i in "1234"], expected, rtol=1e-5)
+
+
+def test_a_failing_local_engine_returns_the_engine_order():
+    from crossrank.errors import BackendError
+
+    class Broken:
+        name = "rerank"
+
+        def rank(self, query, texts):
+            raise BackendError("onnxruntime failed on a batch")
+
+    out = rerank_search_response(_response(), QUERY, Broken(), on=["name"])
+    assert out["hits"] == _response()["hits"] and "onnxruntime failed" in out["_crossrank"]["fallback"]

@@ -1,9 +1,11 @@
 """Reranking the hits of an Elasticsearch / OpenSearch ``_search`` response, returned in the same shape.
 
 The response goes in as the JSON the engine returned; the ranker reads the ``_source`` fields named
-by ``on``; the response comes back with ``hits.hits`` reordered, each ``_score`` replaced by the
-reranker's and the engine's own score and rank kept under ``_crossrank`` so nothing is lost. A
-failing ranker leaves the response as it was, with ``_crossrank.fallback`` saying why.
+by ``on``, as the engine names them (``author.name`` reads ``{"author": {"name": ...}}``, and every
+name of an array of authors); a hit with none of them is ranked as an empty text. The response comes
+back with ``hits.hits`` reordered, each ``_score`` replaced by the reranker's and the engine's own
+score and rank kept under ``_crossrank`` so nothing is lost. A failing ranker leaves the response as
+it was, with ``_crossrank.fallback`` saying why.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crossrank.checks import integer
-from crossrank.engine.documents import document_text, field_names, query_text
-from crossrank.errors import InputError
-from crossrank.retrieval.rankers import Ranker, RankerUnavailable
+from crossrank.engine.documents import field_names, field_text, query_text
+from crossrank.errors import BackendError, InputError
+from crossrank.retrieval.rankers import Ranker
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,31 @@ def _hits(response: Any) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise InputError("not an Elasticsearch/OpenSearch _search response: it has no hits.hits list")
     return items
+
+
+def _values(value: Any, path: list[str]) -> list[Any]:
+    """The values at a dotted field path, as the engine resolves it: through objects, across arrays of
+    objects, and through keys that themselves hold dots (``{"author.name": ...}``)."""
+    if not path:
+        return value if isinstance(value, list) else [value]
+    if isinstance(value, list):
+        return [v for item in value for v in _values(item, path)]
+    if isinstance(value, Mapping):
+        for cut in range(len(path), 0, -1):  # the longest key first: "a.b" before "a" then "b"
+            key = ".".join(path[:cut])
+            if key in value:
+                return _values(value[key], path[cut:])
+    return []
+
+
+def _hit_text(source: Mapping[str, Any], fields: list[str], what: str) -> str | None:
+    parts = []
+    for f in fields:
+        values = _values(source, f.split("."))
+        text = field_text(values if len(values) != 1 else values[0], f"{what}[{f!r}]") if values else None
+        if text is not None:
+            parts.append(text)
+    return "\n".join(parts) if parts else None
 
 
 def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
@@ -48,15 +75,23 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
     n = len(hits) if window is None else min(window, len(hits))
     if n == 0:
         return out
-    texts = []
+    texts, empty = [], []
     for i, hit in enumerate(hits[:n]):
         source = hit.get("_source") if isinstance(hit, Mapping) else None
         if not isinstance(source, Mapping):
             raise InputError(f"hit {i} has no _source object; ask the engine for the fields in `on`")
-        texts.append(document_text(source, fields, f"hit {i} (_id {hit.get('_id')!r}) _source"))
+        text = _hit_text(source, fields, f"hit {i} (_id {hit.get('_id')!r}) _source")
+        if text is None:  # a sparse document: ranked on nothing, as the pipeline ranks one
+            empty.append(hit.get("_id", i))
+        texts.append(text or "")
+    if empty and len(empty) == n:
+        raise InputError(f"none of the fields {fields} is in any hit's _source; name the fields to rank on")
+    if empty:
+        log.warning("rerank of _search response: %d hits have none of %s, ranked as empty texts: %s",
+                    len(empty), fields, empty[:5])
     try:
         ranking = ranker.rank(query, texts)
-    except RankerUnavailable as exc:
+    except BackendError as exc:  # RankerUnavailable, or the local engine failing on a batch
         reason = f"{ranker.name} failed, kept the engine's order: {exc}"
         log.warning("rerank of _search response: %s", reason)
         out["_crossrank"] = {"method": "engine", "fallback": reason}
