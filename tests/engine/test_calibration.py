@@ -61,8 +61,9 @@ def test_calibration_never_reverses_or_ties_a_ranking():
     platt = fit(z, against, "platt")
     assert platt.params["a"] > 0 and np.all(np.diff(platt.apply(z)) > 0)
     iso = fit(*synthetic(), "isotonic")
-    grid = np.linspace(-10, 10, 500)
+    grid = np.arange(-20, 20, 1e-3)  # logits 0.001 apart (float32 scores had tied them across 0.01)
     assert np.all(np.diff(iso.apply(grid)) > 0)  # strictly: ranking by it is ranking by the logit
+    assert np.all(np.diff(platt.apply(grid)) > 0)
 
 
 def test_engine_applies_a_stored_calibration(tiny_model, tmp_path):
@@ -79,6 +80,11 @@ def test_engine_applies_a_stored_calibration(tiny_model, tmp_path):
     np.testing.assert_allclose(ce.score(pairs, activation="raw"), raw, atol=1e-6)
     assert [i for i, *_ in ce.rank("crocs", ["wing lift", "crocs clog"])] == \
         [i for i, *_ in CrossEncoder(str(model), activation="raw").rank("crocs", ["wing lift", "crocs clog"])]
+    # A flat isotonic step over the whole range these logits take: the order is still the logits'.
+    docs = [" ".join(f"w{(i * 7 + j) % 50}" for j in range(i % 9 + 1)) for i in range(40)]
+    by_logit = [i for i, *_ in CrossEncoder(str(model), activation="raw").rank("w3 w5", docs)]
+    Calibration("isotonic", {"xs": [-50.0, 50.0], "ys": [0.3, 0.3]}).save(model)
+    assert [i for i, *_ in CrossEncoder(str(model)).rank("w3 w5", docs)] == by_logit
     (model / "calibration.json").write_text(json.dumps({"method": "nope", "params": {}}))
     with pytest.raises(InputError, match="unknown calibration"):
         load(model)

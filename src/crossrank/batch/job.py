@@ -52,7 +52,7 @@ def score_rows(score: ScoreFn, rows: list[dict[str, Any]], on: Sequence[str] | N
             raise InputError(f"row {n}: needs 'text' or 'candidates' (has {sorted(row)[:10]})")
         spans.append((len(pairs), len(pairs) + len(texts)))
         pairs.extend((query, t) for t in texts)
-    scores = score(pairs) if pairs else np.zeros(0, dtype=np.float32)
+    scores = score(pairs) if pairs else np.zeros(0, dtype=np.float64)
     out = []
     for row, (a, b) in zip(rows, spans, strict=True):
         s = scores[a:b]

@@ -19,7 +19,7 @@ import numpy as np
 from crossrank.engine.activation import sigmoid
 from crossrank.errors import InputError
 
-MIN_SLOPE = 1e-3  # Platt's slope floor: strictly increasing (also in float32), so rankings survive calibration
+MIN_SLOPE = 1e-3  # Platt's slope floor: strictly increasing, so rankings survive calibration
 TIE_BREAK = 1e-4  # isotonic: at most this much added, to separate logits within one flat step
 
 FILE = "calibration.json"
@@ -40,11 +40,12 @@ class Calibration:
             out = sigmoid(self.params["a"] * z + self.params["b"])
         else:
             # The fitted steps are flat in places; a tie-breaker below any precision a probability needs
-            # (1e-4) keeps the map strictly increasing, so ranking by it is ranking by the logit (in
-            # float32, for logits more than about 1e-3 apart).
+            # (1e-4) keeps the map strictly increasing, so ranking by it is ranking by the logit. In
+            # float64 only: its slope (5e-6 per logit unit at 0) is under float32's resolution, where
+            # logits up to ~0.01 apart tied and fell back to first-stage order.
             steps = np.interp(z, self.params["xs"], self.params["ys"])
             out = (1 - TIE_BREAK) * steps + TIE_BREAK * (np.tanh(z / 10) + 1) / 2  # stays within [0, 1]
-        return out.astype(np.float32)
+        return out
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / FILE

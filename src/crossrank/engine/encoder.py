@@ -200,8 +200,9 @@ class CrossEncoder:
               max_chunks_per_doc: int | None = None, truncation_side: str = "right") -> np.ndarray:
         """One score per pair, in the caller's order.
 
-        Returns shape ``(n,)`` for single-label models and ``(n, num_labels)`` otherwise. An empty
-        list gives an empty array. Identical pairs are scored once. A document longer than the window
+        Returns float64 of shape ``(n,)`` for single-label models and ``(n, num_labels)`` otherwise
+        (float64 so that a probability orders exactly as its logit does). An empty list gives an
+        empty array. Identical pairs are scored once. A document longer than the window
         keeps its start, or its end with ``truncation_side="left"``.
         """
         scores, _ = self.score_with_stats(pairs, activation=activation, max_chunks_per_doc=max_chunks_per_doc,
@@ -279,7 +280,7 @@ class CrossEncoder:
         stats = ScoreStats(pairs=len(queries))
         shape = (0,) if self.num_labels == 1 else (0, self.num_labels)
         if not queries:
-            return np.zeros(shape, dtype=np.float32), stats
+            return np.zeros(shape, dtype=np.float64), stats
         # Identical pairs are scored once.
         unique: dict[tuple[str, str], int] = {}
         slot = np.fromiter((unique.setdefault(p, len(unique)) for p in zip(queries, texts, strict=False)),
@@ -309,7 +310,10 @@ class CrossEncoder:
             pair_logits = np.full((len(unique), self.num_labels), -np.inf, dtype=np.float32)
             np.maximum.at(pair_logits, enc.owner, row_logits)
         # The activation comes after the max: the same as before it for the monotone ones (sigmoid,
-        # calibrated), and a softmax over several labels still sums to 1.
+        # calibrated), and a softmax over several labels still sums to 1. It runs in float64: in float32
+        # a sigmoid is 1.0 for every logit past ~17 and an isotonic calibration's flat steps merge logits
+        # up to ~0.01 apart, so ranking by the probability would no longer be ranking by the logit.
+        pair_logits = pair_logits.astype(np.float64)
         if activation == "calibrated":
             pair_scores = self.calibration.apply(pair_logits)  # type: ignore[union-attr]
         else:

@@ -43,7 +43,7 @@ class Ranking:
         """The model's score of each of the ``n`` candidates, by position (NaN where it gave none)."""
         if self.own is not None:
             return self.own
-        by_position = np.full(n, np.nan, dtype=np.float32)
+        by_position = np.full(n, np.nan, dtype=np.float64)
         by_position[self.order] = self.scores
         return by_position
 
@@ -93,14 +93,14 @@ class LocalRanker:
 
     def rank(self, query: str, texts: Sequence[str]) -> Ranking:
         if not texts:
-            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), {self.name: np.zeros(0)})
+            return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), {self.name: np.zeros(0)})
         t0 = time.perf_counter()
         scores, stats = self.encoder.score_with_stats([(query, t) for t in texts])
         if self._cost is not None:
             self._cost.observe(stats, time.perf_counter() - t0)
         if scores.ndim != 1:
             raise InputError(f"{self.encoder.model_name} has {scores.shape[1]} labels; a ranker needs one score")
-        return _ranking(self.name, np.asarray(scores, dtype=np.float32))
+        return _ranking(self.name, np.asarray(scores, dtype=np.float64))
 
     def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Predicted seconds to rank the first n texts, for n = 1..len(texts)."""
@@ -134,10 +134,10 @@ class CascadeRanker:
         survivors = pruned.order[: self.keep]
         final = self.second.rank(query, [texts[i] for i in survivors])
         order = survivors[final.order]
-        rerank = np.full(len(texts), np.nan, dtype=np.float32)
+        rerank = np.full(len(texts), np.nan, dtype=np.float64)
         rerank[order] = final.scores
         return Ranking(order=order, scores=final.scores,
-                       stages={"prune": np.asarray(prune_scores, dtype=np.float32), "rerank": rerank})
+                       stages={"prune": np.asarray(prune_scores, dtype=np.float64), "rerank": rerank})
 
     def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
         first = _estimate(self.first, query, texts)
@@ -174,8 +174,8 @@ class FusedRanker:
         inner_rank[inner.order] = np.arange(len(inner.order))
         fused = 1.0 / (self.k + 1 + np.arange(n)) + self.weight / (self.k + 1 + inner_rank)
         order = np.argsort(-fused, kind="stable")
-        return Ranking(order=order, scores=fused[order].astype(np.float32),
-                       stages={**inner.stages, "fused": fused.astype(np.float32)}, own=inner.model_scores(n))
+        return Ranking(order=order, scores=fused[order].astype(np.float64),
+                       stages={**inner.stages, "fused": fused.astype(np.float64)}, own=inner.model_scores(n))
 
     def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return _estimate(self.inner, query, texts)

@@ -212,7 +212,7 @@ class RemoteRanker:
         """Check the answer strictly: every index an int in range and seen once, every score a finite number."""
         items = self.dialect.results(answer)
         key = self.dialect.score_key
-        scores = np.full(n, np.nan, dtype=np.float32)
+        scores = np.full(n, np.nan, dtype=np.float64)
         for item in items:
             index = item.get("index") if isinstance(item, dict) else None
             score = item.get(key) if isinstance(item, dict) else None

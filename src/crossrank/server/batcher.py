@@ -229,7 +229,7 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(stats)
         else:  # every score came from the cache
-            scores, stats = np.zeros(0, dtype=np.float32), ScoreStats()
+            scores, stats = np.zeros(0, dtype=np.float64), ScoreStats()
         offset = 0
         for job, key, found, miss in zip(jobs, keys, cached, missing, strict=True):
             own = scores[offset:offset + len(miss)]
