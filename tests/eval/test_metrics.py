@@ -94,6 +94,10 @@ def test_queries_no_document_of_the_corpus_answers_and_queries_without_text(tmp_
     assert sorted(collection.queries) == ["1", "3"]  # query 2's only relevant document is not in the corpus
     (note,) = collection.notes
     assert "2 positive judgments name documents not in corpus.jsonl" in note and "1 queries" in note
+    (tmp_path / "queries.jsonl").write_text('{"_id": "01", "text": "a"}\n{"_id": "3", "text": "c"}\n')
+    collection = load_collection(tmp_path)  # "01" is not query 1: said, not silently dropped
+    assert sorted(collection.queries) == ["3"]
+    assert "2 judged queries of qrels/test.tsv are not in queries.jsonl" in collection.notes[0]  # 1 and 2
     (tmp_path / "queries.jsonl").write_text('{"_id": "1", "text": "  "}\n')
     with pytest.raises(InputError, match="judged query '1' has no text"):
         load_collection(tmp_path)

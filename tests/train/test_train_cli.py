@@ -45,7 +45,8 @@ def test_training_on_the_held_out_collection_is_refused(tiny_model, toy_collecti
                       (["--out", str(tmp_path / "m"), "--quantize", "int4"], "unknown quantization"),
                       (["--out", str(tmp_path / "m"), "--pseudo", str(train_dir), "--pseudo-count", "-5"],
                        "pseudo_count"),
-                      (["--out", str(tmp_path / "m"), "--checkpoint-every", "-1"], "checkpoint_every")):
+                      (["--out", str(tmp_path / "m"), "--checkpoint-every", "-1"], "checkpoint_every"),
+                      (["--out", str(tmp_path / "m"), "--teacher", str(tiny_model)], "set --distill above 0")):
         refused = runner.invoke(app, ["train", "--data", str(train_dir), "--base", str(tiny_model), *args])
         assert refused.exit_code == 2 and why in refused.output, refused.output
 

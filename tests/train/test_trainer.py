@@ -88,8 +88,13 @@ def test_resume_refuses_another_recipe_or_data_and_a_new_run_clears_the_old(tiny
         train(toy_groups(), out, config(base=str(tiny_model), loss="pointwise", lr=5e-3), resume=True)
     with pytest.raises(InputError, match="training groups differ"):
         train(toy_groups(seed=3), out, config(base=str(tiny_model)), resume=True)
-    longer = train(toy_groups(), out, config(base=str(tiny_model), steps=8), resume=True)  # a longer run may resume
-    assert longer.resumed_from == 3 and len(longer.losses) == 8
+    # Other steps: the schedule decays to zero at the last step, so neither run would be reproduced.
+    with pytest.raises(InputError, match="other steps"):
+        train(toy_groups(), out, config(base=str(tiny_model), steps=8), resume=True)
+    (out / "calibration.json").write_text('{"method": "platt", "params": {"a": 1.0, "b": 0.0}}')
+    resumed = train(toy_groups(), out, config(base=str(tiny_model), threads=2), resume=True)
+    assert resumed.resumed_from == 3 and len(resumed.losses) == 6
+    assert not (out / "calibration.json").exists()  # fitted on the weights this run moved on from
     (out / "calibration.json").write_text('{"method": "platt", "params": {"a": 1.0, "b": 0.0}}')
     train(toy_groups(), out, config(base=str(tiny_model), seed=5, checkpoint_every=0))  # a new run, same place
     assert not (out / "calibration.json").exists() and latest_checkpoint(out) is None
@@ -139,3 +144,35 @@ def test_a_max_length_past_the_position_embeddings_trains_at_the_models_limit(ti
     assert len(result.losses) == 2 and all(np.isfinite(result.losses))
     saved = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
     assert saved["model_max_length"] == 64
+    assert result.config.max_length == 64  # what the model card shows: the length trained at
+
+
+def _variant(tiny_model, out, cls_name: str, **config):
+    """The tiny model's encoder saved as another architecture (no head, or a two-label head)."""
+    import shutil
+
+    import transformers
+
+    shutil.copytree(tiny_model, out)
+    cfg = transformers.AutoConfig.from_pretrained(str(tiny_model), **config)
+    model = getattr(transformers, cls_name).from_pretrained(str(tiny_model), config=cfg, ignore_mismatched_sizes=True)
+    for f in out.glob("*.safetensors"):
+        f.unlink()
+    model.save_pretrained(str(out))
+    return out
+
+
+def test_a_base_without_a_head_trains_reproducibly_and_a_two_label_one_is_refused(tiny_model, tmp_path):
+    nohead = _variant(tiny_model, tmp_path / "nohead", "BertModel")
+    runs = [train(toy_groups(4), tmp_path / f"h{i}", config(base=str(nohead), steps=2, checkpoint_every=0))
+            for i in range(2)]
+    assert runs[0].losses == runs[1].losses  # the new head is drawn from the seed, not torch's global state
+    two = _variant(tiny_model, tmp_path / "two", "BertForSequenceClassification", num_labels=2)
+    with pytest.raises(InputError, match="2-label classification head"):
+        train(toy_groups(4), tmp_path / "t", config(base=str(two), steps=2, checkpoint_every=0))
+
+
+def test_any_integer_seeds_a_run(tiny_model, tmp_path):
+    result = train(toy_groups(4), tmp_path / "s", config(base=str(tiny_model), steps=2, checkpoint_every=0,
+                                                         seed=2**61))
+    assert len(result.losses) == 2

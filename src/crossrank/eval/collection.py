@@ -79,10 +79,13 @@ def load_collection(path: str | Path, split: str = "test") -> Collection:
     corpus = {str(row["_id"]): row for row in _read_jsonl(root / "corpus.jsonl")}
     queries = {str(row["_id"]): str(row.get("text") or "") for row in _read_jsonl(root / "queries.jsonl")}
     judged: dict[str, str] = {}
-    unfindable = absent = 0
+    unfindable = absent = unknown = 0
     for qid, grades in qrels.items():
         positives = [d for d, g in grades.items() if g > 0]
-        if qid not in queries or not positives:
+        if not positives:
+            continue
+        if qid not in queries:  # e.g. "01" in the qrels, "1" in queries.jsonl
+            unknown += 1
             continue
         missing = sum(d not in corpus for d in positives)
         absent += missing
@@ -96,6 +99,8 @@ def load_collection(path: str | Path, split: str = "test") -> Collection:
         raise InputError(f"{root}: no query in queries.jsonl has a positive judgment in qrels/{split}.tsv"
                          + (" of a document in corpus.jsonl" if unfindable else ""))
     notes = []
+    if unknown:
+        notes.append(f"{unknown} judged queries of qrels/{split}.tsv are not in queries.jsonl and were left out")
     if absent:
         notes.append(f"{absent} positive judgments name documents not in corpus.jsonl"
                      + (f"; {unfindable} queries whose relevant documents are all missing were left out"

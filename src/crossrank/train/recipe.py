@@ -185,6 +185,8 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     out = output_dir(out, "output directory")
     if quantize not in (None, "int8"):
         raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
+    if teacher and not config.distill_weight:  # its scores would be computed (slowly) and never used
+        raise InputError("--teacher gives distillation targets: set --distill above 0 (e.g. --distill 1)")
     if pseudo:
         integer(pseudo_count, "pseudo_count", minimum=1)
     integer(depth, "depth", minimum=1)
@@ -201,8 +203,8 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     result = train(groups, out, config, resume=resume, evaluate=evaluate, progress=progress)
     baseline = evaluate.baseline() if evaluate is not None else None
     export_trained(out, quantize)
-    write_card(out, config, result, sources={"judged": [str(p) for p in judged], "pseudo": [str(p) for p in pseudo],
-                                             "held out": [str(held_out)] if held_out else [],
-                                             "teacher": [teacher or "the hybrid first stage (rank)"]},
+    sources = {"judged": [str(p) for p in judged], "pseudo": [str(p) for p in pseudo],
+               "held out": [str(held_out)] if held_out else [], "teacher": [teacher or "the hybrid first stage (rank)"]}
+    write_card(out, result.config or config, result, sources=sources,
                groups=len(groups), command=command, baseline=baseline)
     return result

@@ -78,6 +78,7 @@ class TrainResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
+    config: TrainConfig | None = None  # the recipe as run (max_length capped at what the base reads)
 
 
 def _require_torch() -> Any:
@@ -97,6 +98,19 @@ def _collate(tokenizer: Any, groups: Sequence[Group], torch: Any) -> dict[str, A
     batch = collate(enc, np.arange(enc.rows), tokenizer.pad_id)
     return {"input_ids": torch.from_numpy(batch.input_ids), "token_type_ids": torch.from_numpy(batch.token_type_ids),
             "attention_mask": torch.from_numpy(batch.attention_mask)}
+
+
+def _torch_seed(value: int) -> int:
+    """``value`` as torch takes a seed (a 64-bit integer); any Python integer seeds the run."""
+    return value if -(2**63) <= value < 2**64 else value % 2**64
+
+
+def _head_labels(config: dict[str, Any]) -> int | None:
+    """How many logits the base's sequence-classification head has, or None when it has no such head
+    (an encoder only: training adds a one-logit head)."""
+    if not any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        return None
+    return int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -155,20 +169,24 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         _check_same_run(checkpoint, run)
-    elif not resume:  # a new run: what the last one left beside its weights describes other weights
-        (out / "calibration.json").unlink(missing_ok=True)
+    elif not resume:  # a new run: its checkpoints describe other weights
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    # A calibration left beside the weights was fitted on other weights (resumed runs too: these move on).
+    (out / "calibration.json").unlink(missing_ok=True)
+    labels = _head_labels(base.config)
+    if labels not in (None, 1):  # transformers would fail on the head's shape with a traceback
+        raise InputError(f"{config.base} has a {labels}-label classification head; training needs a one-logit "
+                         "head (start from its encoder, or from a one-label cross-encoder)")
     source = checkpoint if checkpoint is not None else base.path
+    torch.manual_seed(_torch_seed(config.seed))  # a base without a head gets a seeded one, not a random one
     model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
-    if model.config.num_labels != 1:
-        raise InputError(f"{config.base} has {model.config.num_labels} labels; training needs a one-logit head")
     tokenizer = PairTokenizer(base.tokenizer_file, config.max_length, model_name=base.name)
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
     rest = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_at(s, config))
-    result = TrainResult(out, config.steps)
+    result = TrainResult(out, config.steps, config=config)
     if checkpoint is not None:
         state = torch.load(checkpoint / "state.pt", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -181,7 +199,7 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
     model.train()
     for step, batch in enumerate(batches(groups, config.groups_per_step, config.steps, config.seed, start), start):
         width = len(batch[0].docs)  # one width per step: checked for all groups before step 0
-        torch.manual_seed(config.seed * 7919 + step)
+        torch.manual_seed(_torch_seed(config.seed * 7919 + step))
         inputs = _collate(tokenizer, batch, torch)
         logits = model(**inputs).logits.view(len(batch), width)
         labels = torch.tensor([g.labels for g in batch], dtype=logits.dtype)
@@ -249,8 +267,10 @@ def _evaluate(model: Any, base: Path, out: Path, evaluate: Callable[[Path], dict
         shutil.rmtree(snapshot, ignore_errors=True)
 
 
-#: recipe fields a resumed run may change: how long it runs and how often it reports, not what it learns
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "eval_every", "threads")
+#: recipe fields a resumed run may change: how often it reports, not what it learns. Not ``steps``: the
+#: learning-rate schedule decays to zero at the last step, so a run resumed with other steps would match
+#: neither run its card says reproduces it.
+RESUMABLE_CHANGES = ("checkpoint_every", "eval_every", "threads")
 
 
 def run_signature(config: TrainConfig, groups: Sequence[Any]) -> dict[str, Any]:
@@ -267,7 +287,10 @@ def _check_same_run(checkpoint: Path, run: dict[str, Any]) -> None:
     if not path.is_file():
         raise InputError(f"{checkpoint} does not say which recipe and data made it; start again without --resume")
     saved = json.loads(path.read_text())
-    changed = sorted(k for k in run["recipe"] if saved.get("recipe", {}).get(k) != run["recipe"][k])
+    recipe = saved.get("recipe", {})
+    if "steps" not in recipe:  # written before steps were part of the recipe: not comparable
+        recipe = {**recipe, "steps": run["recipe"].get("steps")}
+    changed = sorted(k for k in run["recipe"] if recipe.get(k) != run["recipe"][k])
     if changed:
         raise InputError(f"--resume: {checkpoint} was trained with other {', '.join(changed)}; "
                          "resume with the same recipe, or start again without --resume")
