@@ -52,8 +52,8 @@ def request(rng: random.Random) -> tuple[str, dict]:
 
 
 async def drive(url: str, concurrency: int, until: float, seed: int,
-                done_at: list[float] | None = None) -> tuple[list[float], dict[int, int]]:
-    """Run ``concurrency`` clients until ``until``; ``done_at`` collects each answer's monotonic time."""
+                done_at: dict[int, list[float]] | None = None) -> tuple[list[float], dict[int, int]]:
+    """Run ``concurrency`` clients until ``until``; ``done_at`` collects each client's answer times (monotonic)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -71,7 +71,7 @@ async def drive(url: str, concurrency: int, until: float, seed: int,
                 latencies.append(time.perf_counter() - t0)
                 statuses[status] = statuses.get(status, 0) + 1
                 if done_at is not None:
-                    done_at.append(time.monotonic())
+                    done_at.setdefault(i, []).append(time.monotonic())
 
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return latencies, statuses
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         proc, url = server.proc, server.url
         try:
             samples: list[tuple[float, int]] = []
-            done_at: list[float] = []
+            done_at: dict[int, list[float]] = {}
             stop = False
 
             async def sample() -> None:
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             latencies, statuses = asyncio.run(run())
             warm_end = t0 + args.warmup
-            if len(done_at) >= 2 * args.concurrency:
-                warm_end = max(warm_end, sorted(done_at)[2 * args.concurrency - 1])
+            if len(done_at) == args.concurrency and all(len(times) >= 2 for times in done_at.values()):
+                warm_end = max(warm_end, max(times[1] for times in done_at.values()))  # every client's 2nd answer
             warm = [(t, r) for t, r in samples if t >= warm_end] or samples[-1:]
             baseline, final = warm[0][1], warm[-1][1]
             middle = warm[len(warm) // 2][1]

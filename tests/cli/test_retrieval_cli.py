@@ -126,6 +126,8 @@ def test_budget_and_cascade_flags(movies_index, tiny_model):
     fused = runner.invoke(app, ["search", str(movies_index), QUERY, "--model", str(tiny_model), "--fuse", "--json"])
     assert fused.exit_code == 0 and json.loads(fused.stdout)["method"] == "bm25+dense/rrf+rerank+rrf"
     assert sum("rerank" in h["stages"] for h in data["hits"]) == 3
+    no = runner.invoke(app, ["search", str(movies_index), QUERY, "--remote", "http://127.0.0.1:9", "--no-rerank"])
+    assert no.exit_code == 2 and "--no-rerank with --remote" in no.output
     for extra in ([], ["--remote", "http://127.0.0.1:9", "--model", "m"]):  # pruning needs a local --model
         alone = runner.invoke(app, ["search", str(movies_index), QUERY, "--cascade-model", str(tiny_model), *extra])
         assert alone.exit_code == 2 and "--cascade-model reranks the survivors of --model" in alone.output

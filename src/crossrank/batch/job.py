@@ -21,7 +21,7 @@ from crossrank.checks import ray_address as check_ray_address
 from crossrank.engine.backends import BACKENDS
 from crossrank.engine.documents import document_text, field_names
 from crossrank.engine.model import model_identity
-from crossrank.errors import InputError
+from crossrank.errors import BackendError, InputError
 
 ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]
 
@@ -230,7 +230,7 @@ def _run(job: Job, model_kwargs: dict[str, Any], on: Sequence[str] | None, worke
         runner(tasks, model_kwargs, list(on) if on else None, workers, advance, ray_address)
     missing = job.pending(parts)
     if missing:  # a runner that returns without every part written must not produce a short file
-        raise RuntimeError(f"{len(missing)} parts were not scored (first: {missing[0]}); run again to resume")
+        raise BackendError(f"{len(missing)} parts were not scored (first: {missing[0]}); run again to resume")
     total = job.finish(parts)
     return BatchReport(dst, total, parts, parts - len(todo), time.perf_counter() - started, workers,
                        "ray" if ray else "local")

@@ -133,6 +133,8 @@ def search(
     from crossrank.retrieval import CascadeRanker, FusedRanker, Index, LocalRanker, RemoteRanker, build_pipeline
 
     try:
+        if remote and rerank is False:  # --remote only says where to rerank
+            raise InputError("--no-rerank with --remote: drop one (--remote names the ranker to rerank with)")
         if cascade_model and (remote or not model):
             raise InputError("--cascade-model reranks the survivors of --model, a local cross-encoder: "
                              + ("not with --remote" if remote else "name the --model that prunes first"))
