@@ -108,12 +108,17 @@ def test_files_that_start_with_a_byte_order_mark(tmp_path):
 
 def test_stray_quotes_never_merge_rows(tmp_path):
     """A text that starts with a quote (MS MARCO's TSVs have them) must not swallow the rows after it."""
-    (tmp_path / "q.tsv").write_text('id\ttext\n1\tplain\n2\t"Hello, he said. A long passage\n3\tthird\n'
-                                    '4\tfourth "quoted"\n5\t"wrapped ""by"" pandas"\n')
-    corpus = load_corpus(tmp_path / "q.tsv")
-    assert corpus.ids == ["1", "2", "3", "4", "5"]
-    assert [d["text"] for d in corpus.documents] == ["plain", '"Hello, he said. A long passage', "third",
-                                                     'fourth "quoted"', 'wrapped "by" pandas']
+    for end in ('4\tfourth "quoted"\n', '4\tfourth quoted"\n', "4\tfourth\n"):  # closed mid-cell, at an end, never
+        (tmp_path / "q.tsv").write_text('id\ttext\n1\tplain\n2\t"Hello, he said. A long passage\n3\tthird\n' + end)
+        corpus = load_corpus(tmp_path / "q.tsv")
+        assert corpus.ids == ["1", "2", "3", "4"], end
+        assert [d["text"] for d in corpus.documents][:3] == ["plain", '"Hello, he said. A long passage', "third"]
+    # pandas quotes a TSV cell holding a tab, a newline or a quote: read as it wrote them.
+    import pandas as pd
+
+    texts = ["one\ttab inside", "two\nlines", 'say "hi"', "plain"]
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "text": texts}).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    assert [d["text"] for d in load_corpus(tmp_path / "p.tsv").documents] == texts
     for body, line in [('id,text\n1,"Bears, a film\n2,second\n3,third\n', 2),           # never closed
                        ('id,text\n0,fine\n1,"Bears, a film\n2,second "quoted" text\n', 3)]:    # closed mid-cell
         (tmp_path / "q.csv").write_text(body)

@@ -28,7 +28,7 @@ class RankerService:
     /error (HTTP 500), /badrequest (HTTP 400), /flaky (503 once, then ok), /garbage (not JSON),
     /badindex (an index out of range), /noresults (JSON without the result list), /partial (one
     document left out), /bigint (a score no float holds), /dribble (the answer a byte at a time), /deep (arrays nested
-    100,000 deep), /crawl (headers at once, then the answer in two halves 0.45 s apart).
+    100,000 deep), /pause (answers after 0.3 s), /crawl (headers at once, then the answer in two halves 0.45 s apart).
     """
 
     def __init__(self) -> None:
@@ -47,6 +47,8 @@ class RankerService:
                                          "auth": self.headers.get("Authorization")})
                 if mode == "slow":
                     time.sleep(1.0)
+                if mode == "pause":
+                    time.sleep(0.3)
                 if mode == "error" or (mode == "flaky" and service.flaky_failures == 0):
                     service.flaky_failures += mode == "flaky"
                     return self._send(503 if mode == "flaky" else 500, b'{"error": "boom"}')
@@ -186,6 +188,31 @@ def test_timeout_bounds_an_attempt_as_a_whole(service):
         ranker.rank(QUERY, ["a", "b"])
     assert time.perf_counter() - started < 0.8  # the second half comes at 0.9 s
     assert RemoteRanker(f"{service.url}/crawl/v1/rerank", timeout=2.0).rank(QUERY, ["a"]).order.tolist() == [0]
+
+
+def test_one_ranker_serves_many_threads_and_a_close_mid_flight_falls_back(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = RemoteRanker(f"{service.url}/pause/v1/rerank", timeout=5.0, retries=0)
+    with ThreadPoolExecutor(40) as pool:  # more than any worker pool a ranker might have had
+        orders = list(pool.map(lambda _: shared.rank(QUERY, ["x", "bears"]).order.tolist(), range(40)))
+    assert orders == [[1, 0]] * 40
+
+    closing = RemoteRanker(f"{service.url}/slow/v1/rerank", timeout=5.0, retries=0)
+
+    def call(_):
+        try:
+            closing.rank(QUERY, ["a"])
+        except RankerUnavailable:
+            return "unavailable"
+        return "ok"
+
+    with ThreadPoolExecutor(120) as pool:
+        futures = [pool.submit(call, i) for i in range(120)]  # some still queued when it closes
+        time.sleep(0.3)
+        closing.close()
+        outcomes = [f.result() for f in futures]  # no CancelledError or RuntimeError escapes
+    assert set(outcomes) <= {"ok", "unavailable"} and "unavailable" in outcomes
 
 
 def test_retries_after_a_5xx_but_not_after_a_4xx(service):

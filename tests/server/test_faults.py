@@ -71,6 +71,33 @@ def test_inference_exception_fails_one_request_and_the_next_is_served(start, tin
         assert httpx.get(f"{srv.url}/health").status_code == 200
 
 
+class NanSession(FlakySession):
+    """A session whose model is broken another way: it answers, with NaN and infinite logits."""
+
+    def run(self, *args, **kwargs):
+        import numpy as np
+
+        outputs = self._session.run(*args, **kwargs)
+        outputs[0][...] = np.nan
+        outputs[0][:1] = np.inf
+        return outputs
+
+
+@pytest.mark.parametrize("route,body,shape,status", [
+    ("/v2/rerank", {"model": "tiny", "query": "heat", "documents": ["a wing", "heat flow"]}, "message", 503),
+    ("/rerank", {"model": "tiny", "query": "heat", "texts": ["a wing", "heat flow"], "raw_scores": True}, "error", 424),
+    ("/score", {"model": "tiny", "query": "heat", "chunks": ["a wing", "heat flow"]}, "error", 503),
+])
+def test_non_finite_scores_are_a_backend_error_not_nulls(start, tiny_config, route, body, shape, status):
+    """JSON has no NaN: sent as null in a 200 they break every typed client; a broken model is an error."""
+    with start(tiny_config()) as srv:
+        backend = srv.app.state.registry.entries["tiny"].batcher.encoder.backend
+        backend.session = NanSession(backend.session, failures=0)
+        answer = httpx.post(f"{srv.url}{route}", json=body)
+        assert answer.status_code == status and shape in answer.json(), answer.text
+        assert "non-finite" in answer.text
+
+
 def test_clients_that_hang_up_leak_nothing(start, tiny_config):
     docs = [f"document {i} about heat flow over a wing in a boundary layer" for i in range(150)]
     with start(tiny_config(max_documents=500)) as srv:

@@ -60,6 +60,8 @@ def test_metarank_model_names_with_slashes(start, tiny_model):
         assert response.status_code == 200, response.text
         assert response.headers["x-model-id"] == "org/tiny"
         assert httpx.post(f"{srv.url}/inference/cross/org", json=body).status_code == 404
+        assert httpx.post(f"{srv.url}/inference/cross/org/tiny/", json=body).status_code == 200
+        assert httpx.post(f"{srv.url}/inference/cross/", json=body).status_code == 404  # not the default model
         text = httpx.get(f"{srv.url}/metrics").text
         assert metric(text, "crossrank_requests_total", route="/inference/cross/{name}", model="org/tiny",
-                      status="200") == 1
+                      status="200") == 2  # with and without the trailing slash

@@ -177,7 +177,8 @@ def test_aliases_share_one_engine(start, tiny_model):
     from crossrank.server.config import config_from_dict
 
     config = config_from_dict({"models": {"tiny": {"model": str(tiny_model), "threads": 1,
-                                                   "aliases": ["rerank-english-v3.0", "jina-reranker-v1-base-en"]}}})
+                                                   "aliases": ["rerank-english-v3.0", "jina-reranker-v1-base-en"]}},
+                               "server": {"default_model": "rerank-english-v3.0"}})
     with start(config) as srv:
         body = {"query": "crocs", "documents": ["crocs kids clog", "lazy dog"]}
         by_name = httpx.post(f"{srv.url}/v2/rerank", json={**body, "model": "tiny"}).json()
@@ -189,6 +190,7 @@ def test_aliases_share_one_engine(start, tiny_model):
         info = httpx.get(f"{srv.url}/info").json()
         assert [(m["name"], m["aliases"]) for m in info["models"]] == [
             ("tiny", ["rerank-english-v3.0", "jina-reranker-v1-base-en"])]
+        assert info["default_model"] == "tiny"
         assert len(srv.app.state.registry.entries) == 1  # one engine, one batcher
         unknown = httpx.post(f"{srv.url}/v2/rerank", json={**body, "model": "rerank-v3.5"})
         assert unknown.status_code == 404 and "rerank-english-v3.0" in unknown.json()["message"]
@@ -214,3 +216,6 @@ def test_cors_is_opt_in(server, start, tiny_config):
         assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "https://app.example"
         other = httpx.options(f"{srv.url}/rerank", headers={**preflight, "origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        counted = metric(httpx.get(f"{srv.url}/metrics").text, "crossrank_requests_total", 0.0, route="/rerank",
+                         model="tiny", status="200")
+        assert counted == 1  # the POST; preflights score nothing and are not counted as scoring requests

@@ -11,12 +11,11 @@ import csv
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crossrank.engine.documents import field_text
 from crossrank.errors import InputError, MissingDependencyError
@@ -173,56 +172,65 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
                 raise InputError(f"{path}:{n} is not valid JSON ({exc.msg})") from exc
 
 
-#: A TSV cell wholly wrapped in quotes with inner quotes doubled: how pandas and spreadsheets write a text
-#: holding a quote. Such a cell is unwrapped; any other quote in a TSV is a character of the text.
-_QUOTED_CELL = re.compile(r'"((?:[^"]|"")*)"', re.DOTALL)
-
-
 def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
     """CSV with RFC 4180 quoting, read strictly: a stray quote is an error naming its line, not a text
-    that swallows every row up to the next quote. TSV without quoting (the MS MARCO / BEIR convention:
-    a text that starts with a quote is just that), pandas-style wholly quoted cells unwrapped."""
-    tsv = path.suffix.lower() == ".tsv"
+    that swallows every row up to the next quote.
+
+    TSV comes in two conventions: quoted like CSV (pandas quotes a cell holding a tab, a newline or a
+    quote) or not quoted at all (MS MARCO, BEIR: a passage may start with a quote it never closes). It
+    is read quoted first; when that fails, or a quoted cell holds whole rows (lines with a tab per
+    column), the file is read again unquoted, with a warning.
+    """
     # Python's csv refuses cells over 128 KiB by default; a long document is not an error here.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    if path.suffix.lower() != ".tsv":
+        return _read_delimited(path, ",", csv.QUOTE_MINIMAL)
+    try:
+        rows = _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
+        swallowed = _swallowed_rows(rows)
+    except InputError as exc:
+        swallowed = str(exc)
+    if swallowed is None:
+        return rows
+    log.warning("%s: read as unquoted TSV (quotes are text), since read quoted %s", path, swallowed)
+    return _read_delimited(path, "\t", csv.QUOTE_NONE)
+
+
+def _swallowed_rows(rows: list[dict[str, Any]]) -> str | None:
+    """Why these rows look like a stray quote's work (a cell holding lines that are rows), or None."""
+    width = len(rows[0]) if rows else 0
+    for n, row in enumerate(rows, 1):
+        for cell in row.values():
+            if isinstance(cell, str) and "\n" in cell and width > 1 and any(
+                    line.count("\t") >= width - 1 for line in cell.split("\n")[1:]):
+                return f"row {n} has a cell holding whole rows"
+    return None
+
+
+def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-        if tsv:
-            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.DictReader(fh, delimiter=",", strict=True)
+        reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE)
         done = 0  # the last line of the last whole row: a broken row starts after it
         try:
-            if reader.fieldnames:
+            if not reader.fieldnames:
+                return rows
+            done = reader.line_num
+            width = len(reader.fieldnames)
+            for row in reader:
+                # Cells past the header are almost always an unquoted delimiter inside a text: indexing the
+                # row would silently drop that part of the document. Blank ones (a trailing delimiter) are
+                # harmless; missing cells are missing fields.
+                extra = row.pop(None, None) or []
+                if any(cell.strip() for cell in extra):
+                    raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
+                                     f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
                 done = reader.line_num
-            for row in _csv_rows(path, reader, "\t" if tsv else ","):
-                done = reader.line_num
-                yield row
+                rows.append(row)
         except csv.Error as exc:
             raise InputError(f"{path}:{done + 1}: not valid CSV from this line on ({exc}); a text that starts "
                              'with a quote must end with one, and quotes inside it are doubled ("")') from None
-
-
-def _csv_rows(path: Path, reader: csv.DictReader, delimiter: str) -> Iterable[dict[str, Any]]:
-    if not reader.fieldnames:
-        return
-    width = len(reader.fieldnames)
-    for row in reader:
-        # Cells past the header are almost always an unquoted delimiter inside a text: indexing the row
-        # would silently drop that part of the document. Blank ones (a trailing delimiter) are harmless;
-        # missing cells are missing fields.
-        extra = row.pop(None, None) or []
-        if any(cell.strip() for cell in extra):
-            raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
-                             f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
-        if delimiter == "\t":
-            row = {k: _unquote(v) for k, v in row.items()}
-        yield row
-
-
-def _unquote(cell: str | None) -> str | None:
-    if cell is None or len(cell) < 2 or not (m := _QUOTED_CELL.fullmatch(cell)):
-        return cell
-    return m.group(1).replace('""', '"')
+    return rows
 
 
 def _read_parquet(path: Path) -> Iterable[dict[str, Any]]:

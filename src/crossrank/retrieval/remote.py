@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +76,7 @@ DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank"), Dialect("tei", 
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+CONNECTIONS = 100  # httpx's default pool size, and the attempts one ranker runs at once
 
 
 def _float32(score: Any) -> bool:
@@ -124,10 +125,11 @@ class RemoteRanker:
         self.model, self.timeout, self.retries, self.backoff_s = model, timeout, retries, backoff_s
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._client = httpx.Client(timeout=timeout, headers=headers, limits=httpx.Limits(max_connections=CONNECTIONS))
         # Attempts run here so the caller waits at most ``timeout`` for one, whatever the server does
         # between reads (httpx's timeouts are per read: a reply trickling in under each took up to twice it).
-        self._attempts = ThreadPoolExecutor(max_workers=16, thread_name_prefix="crossrank-remote")
+        # As many workers as connections: the pool must not be what limits concurrent searches.
+        self._attempts = ThreadPoolExecutor(max_workers=CONNECTIONS, thread_name_prefix="crossrank-remote")
         self._closed = False
 
     def __repr__(self) -> str:
@@ -194,8 +196,15 @@ class RemoteRanker:
         try:
             return attempt.result(timeout=self.timeout)
         except FutureTimeout:
-            # The worker stops by itself at its next read (deadline passed) or its read timeout.
+            # Not sent yet: never sent. Sent: the worker stops at its next read (deadline passed) or read timeout.
+            attempt.cancel()
             raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g}s") from None
+        except CancelledError:  # close() dropped it before it started
+            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed") from None
+        except RuntimeError as exc:  # httpx: the client was closed under the attempt
+            if not self._closed:
+                raise
+            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed") from exc
 
     def _exchange(self, body: dict[str, Any], deadline: float) -> tuple[int, bytes]:
         import httpx

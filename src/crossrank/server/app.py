@@ -161,7 +161,7 @@ class Observe:
 
     def _record(self, scope: Scope, state: dict, status: int, started: float) -> None:
         owner = scoring_route(scope["path"])  # also for requests refused before routing (401, 413)
-        if owner is None:
+        if owner is None or scope["method"] == "OPTIONS":  # a browser's CORS preflight scores nothing
             return
         route, model = owner[0], state.get("model") or "-"
         latency = time.perf_counter() - started
@@ -282,7 +282,7 @@ def create_app(config: Config) -> FastAPI:
         return {
             "version": __version__,
             "pid": os.getpid(),  # which process answered: replicas behind a balancer differ
-            "default_model": config.default_model,
+            "default_model": config.names().get(config.default_model, config.default_model),  # its own name
             "models": registry.describe(),
             "limits": {"max_documents": s.max_documents, "max_body_bytes": s.max_body_bytes,
                        "max_text_chars": s.max_text_chars, "max_concurrent_requests": s.max_concurrent_requests,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from crossrank.server.errors import error_responses, openai_body
+from crossrank.server.errors import ApiError, error_responses, openai_body
 from crossrank.server.service import elapsed_ms, respond, score_pairs
 
 router = APIRouter(tags=["metarank"])
@@ -41,5 +41,8 @@ class CrossInferenceResponse(BaseModel):
 @router.post("/inference/cross/{name:path}", summary="Metarank cross-encoder inference",
              responses={200: {"model": CrossInferenceResponse}, **error_responses("openai")})
 async def cross(request: Request, name: str, body: CrossInferenceRequest) -> JSONResponse:
+    name = name[:-1] if name.endswith("/") else name  # /inference/cross/msmarco/ is msmarco
+    if not name:  # the path names the model: /inference/cross/ names none, and is not the default
+        raise ApiError("not_found", "name the model in the path: /inference/cross/{name}")
     ranked = await score_pairs(request, name, [(p.query, p.text) for p in body.input])
     return respond(request, {"took": round(elapsed_ms(request)), "scores": [float(s) for s in ranked.scores]}, ranked)

@@ -183,11 +183,14 @@ async def _scores(request: Request, batcher: Batcher, query: str, texts: list[st
             raise ApiError("client_closed", "the client closed the connection before the scores were ready")
         raise ApiError("timeout", f"the request took longer than {timeout:g} s")
     try:
-        return scored.result()
+        result = scored.result()
     except InputError as exc:
         raise ApiError("validation", str(exc)) from None
     except CrossrankError as exc:
         raise ApiError("backend", str(exc)) from None
+    if not np.isfinite(result.scores).all():  # a broken checkpoint (an inf bias, NaN weights): no number to send
+        raise ApiError("backend", "the model produced a non-finite score (NaN or infinity); its weights are broken")
+    return result
 
 
 def _observe(request: Request, model: str, result: ScoreResult) -> None:
