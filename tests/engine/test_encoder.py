@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from crossrank import CrossEncoder, InputError, ModelLoadError
+from tests.conftest import WORDS
 
 DOCS = ["crocs kids clog", "running shoe for kids", "aircraft wing lift in a boundary layer flow",
         "the best red shoe", "", "crocs " * 200]
@@ -72,6 +73,25 @@ def test_huge_document_and_long_query(ce):
     huge = "word " * 200_000  # 1 MB
     assert np.isfinite(ce.score([("crocs", huge)])).all()
     assert np.isfinite(ce.score([("crocs " * 500, "clog")])).all()
+
+
+def test_a_long_query_keeps_what_its_document_leaves_free(tiny_model):
+    """A query past half the budget was cut to half even beside a two-word document; sentence-transformers
+    (longest-first truncation) keeps the rest of it, and so does the engine now: the same tokens."""
+    from transformers import AutoTokenizer
+
+    long_query = " ".join(WORDS * 2)  # ~90 tokens: more than the tiny model's 64
+    docs = ["crocs clog", "heat flow over a wing in a boundary layer"]
+    ce = CrossEncoder(tiny_model, backend="onnx")
+    ours = ce.tokenizer.encode([long_query] * 2, docs)
+    hf = AutoTokenizer.from_pretrained(str(tiny_model))([long_query] * 2, docs, truncation="longest_first",
+                                                        max_length=64)["input_ids"]
+    for row, want in enumerate(hf):
+        start = ours.offsets[row]
+        assert ours.ids[start:start + ours.lengths[row]].tolist() == want
+    # Beside a long document the query keeps half the budget, and the document fills the rest.
+    enc = ce.tokenizer.encode([long_query], [" ".join(WORDS)])
+    assert enc.lengths[0] == 64 and ce.score([(long_query, " ".join(WORDS))]).shape == (1,)
 
 
 @pytest.mark.parametrize("bad", [None, 3, ["x"], b"\xff\xfe"])
@@ -330,3 +350,64 @@ def test_left_truncation_keeps_the_documents_end_as_transformers_does(tiny_model
         ce.score(long_docs, truncation_side="middle")
     with pytest.raises(InputError, match="one window"):  # windows are read from the start
         ce.score(long_docs, truncation_side="left", max_chunks_per_doc=2)
+
+
+@pytest.mark.parametrize(("declared", "expected"), [
+    ({"sentence_transformers": {"activation_fn": "torch.nn.modules.linear.Identity"}}, "identity"),
+    ({"sbert_ce_default_activation_function": "torch.nn.modules.activation.Sigmoid"}, "sigmoid"),
+    ({"sentence_transformers": {"activation_fn": "torch.nn.modules.activation.ReLU"}}, "relu"),
+    ({"sentence_transformers": {"activation_fn": "torch.nn.modules.activation.LogSigmoid"}}, "logsigmoid"),
+    # sentence-transformers trusts only torch's activations (others need its trust_remote_code)...
+    ({"sentence_transformers": {"activation_fn": "my_package.activations.Identity"}}, "sigmoid"),
+    # ...and reads the old key only when the new one is absent, not when it is null
+    ({"sentence_transformers": {"activation_fn": None},
+      "sbert_ce_default_activation_function": "torch.nn.modules.linear.Identity"}, "sigmoid"),
+])
+def test_declared_activation_follows_sentence_transformers(tiny_model, tmp_path, declared, expected):
+    import json
+    import shutil
+
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, **declared}))
+    ce = CrossEncoder(str(model), backend="onnx")
+    assert ce.declared_activation == expected
+    pairs = [("crocs", "crocs clog"), ("wing", "heat")]
+    st = STCrossEncoder(str(model), device="cpu")
+    with torch.no_grad():
+        np.testing.assert_allclose(ce.score(pairs), st.predict(pairs), atol=1e-5)
+
+
+def test_a_checkpoint_without_its_head_is_refused_and_two_labels_are_read_as_transformers_reads_them(
+        tiny_model, tmp_path):
+    """transformers draws missing weights at random (a bi-encoder passed as a cross-encoder scored noise,
+    another noise on every torch load); a config stating no label count means 2 labels, as in transformers."""
+    import json
+    import shutil
+
+    import transformers
+
+    headless = tmp_path / "headless"
+    shutil.copytree(tiny_model, headless)
+    (headless / "model.safetensors").unlink()
+    transformers.BertModel.from_pretrained(str(tiny_model)).save_pretrained(str(headless))
+    config = json.loads((headless / "config.json").read_text())
+    (headless / "config.json").write_text(json.dumps({**config, "architectures": ["BertForSequenceClassification"],
+                                                      "id2label": {"0": "LABEL_0"}}))
+    for backend in ("onnx", "torch"):
+        with pytest.raises(ModelLoadError, match="no weights for .*classifier"):
+            CrossEncoder(str(headless), backend=backend)
+
+    two = tmp_path / "two"
+    shutil.copytree(tiny_model, two)
+    transformers.BertForSequenceClassification.from_pretrained(
+        str(tiny_model), num_labels=2, ignore_mismatched_sizes=True).save_pretrained(str(two))
+    config = json.loads((two / "config.json").read_text())
+    config.pop("id2label", None), config.pop("label2id", None), config.pop("num_labels", None)
+    (two / "config.json").write_text(json.dumps(config))
+    for backend in ("onnx", "torch"):
+        assert CrossEncoder(str(two), backend=backend).score([("crocs", "clog")]).shape == (1, 2)

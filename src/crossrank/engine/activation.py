@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("auto", "raw", "identity", "sigmoid", "softmax", "tanh", "calibrated")
+ACTIVATIONS = ("auto", "raw", "identity", "sigmoid", "softmax", "tanh", "relu", "logsigmoid", "calibrated")
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -30,6 +30,10 @@ def apply(name: str, logits: np.ndarray) -> np.ndarray:
         return e / e.sum(axis=1, keepdims=True)
     if name == "tanh":
         return np.tanh(logits)
+    if name == "relu":
+        return np.maximum(logits, 0.0)
+    if name == "logsigmoid":  # log(sigmoid(x)) = -log(1 + e^-x), written so neither sign overflows
+        return -np.logaddexp(0.0, -logits)
     if name == "calibrated":
         raise ValueError("the calibrated activation needs the model's calibration (CrossEncoder applies it)")
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")

@@ -135,7 +135,7 @@ class CrossEncoder:
         else:
             from crossrank.engine.model import declared_activation
 
-            declared = declared_activation(source.config, self.num_labels)
+            declared = declared_activation(source.config, self.num_labels, source.name)
             model_max = default_max_length(source.path, source.config)
         from crossrank.engine.calibration import load as load_calibration
 

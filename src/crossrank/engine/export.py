@@ -135,6 +135,27 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     return export(model, out, quantize=quantize)
 
 
+def load_classifier(path: Path, name: str, **options: Any) -> Any:
+    """The checkpoint as transformers' sequence classifier, refused when weights of it are missing.
+
+    transformers fills missing weights with random ones and only warns: a bi-encoder or base model
+    passed as a cross-encoder would score every call (or, on the torch backend, every load) at random.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        hf, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True,
+                                                                      **options)
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types
+        raise ModelLoadError(name, f"transformers could not load it: {exc}") from exc
+    missing = [k for k in info.get("missing_keys", ()) if k.endswith(("weight", "bias"))]
+    if missing:
+        raise ModelLoadError(name, f"its checkpoint has no weights for {', '.join(sorted(missing)[:4])}"
+                                   f"{' and more' if len(missing) > 4 else ''}: they would be drawn at random. Is it "
+                                   "a bi-encoder or a base model rather than a trained cross-encoder?")
+    return hf.eval()
+
+
 def uses_token_type_ids(hf: Any) -> bool:
     """Whether the checkpoint reads segment ids (BERT-likes do; DistilBERT and single-type models don't)."""
     return getattr(hf.config, "type_vocab_size", 1) > 1 and hf.config.model_type != "distilbert"
@@ -162,19 +183,14 @@ def onnx_module(hf: Any, output: str) -> Any:
 def _torch_export(model: ModelDir, path: Path) -> None:
     try:
         import torch
-        from transformers import AutoModelForSequenceClassification
+        import transformers  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
             f"exporting the Hugging Face checkpoint {model.name!r} to ONNX", "torch", "torch"
         ) from exc
     from tokenizers import Tokenizer
 
-    try:
-        hf = AutoModelForSequenceClassification.from_pretrained(
-            str(model.path), dtype=torch.float32, attn_implementation="eager"
-        ).eval()
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(model.name, f"transformers could not load it: {exc}") from exc
+    hf = load_classifier(model.path, model.name, dtype=torch.float32, attn_implementation="eager")
     uses_tt = uses_token_type_ids(hf)
 
     tok = Tokenizer.from_file(str(model.tokenizer_file))

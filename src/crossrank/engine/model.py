@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crossrank.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 EXPORT_META = "crossrank.json"
 EXPORT_FORMAT = 1
@@ -92,30 +95,42 @@ class ModelDir:
 
 
 def num_labels_of(config: dict[str, Any]) -> int:
+    """transformers' rule: ``id2label``'s length, else ``num_labels``, else 2 (transformers 5 leaves that
+    default out of config.json, so a two-label classifier may state neither)."""
     if config.get("id2label"):
         return len(config["id2label"])
-    return int(config.get("num_labels", 1))
+    return int(config.get("num_labels", 2))
 
 
 #: what a checkpoint (or an export's crossrank.json) may declare as its activation
-DECLARABLE_ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax")
+DECLARABLE_ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax", "relu", "logsigmoid")
 
 
-def declared_activation(config: dict[str, Any], num_labels: int) -> str:
-    """The activation the checkpoint declares, by sentence-transformers' convention.
+def declared_activation(config: dict[str, Any], num_labels: int, name: str = "the model") -> str:
+    """The activation the checkpoint declares, by sentence-transformers' rule.
 
-    sentence-transformers stores it as ``config.sentence_transformers.activation_fn`` (v4+) or
-    ``sbert_ce_default_activation_function`` (older); with neither, one label means sigmoid and
-    several labels mean identity. The ms-marco cross-encoders declare Identity.
+    sentence-transformers stores it as ``config.sentence_transformers.activation_fn`` (v4+; when that key
+    is present, even as null, the older ``sbert_ce_default_activation_function`` is not read); only
+    ``torch.`` paths are trusted (others need its ``trust_remote_code``, and are ignored here too); with
+    none, one label means sigmoid and several labels mean identity. The ms-marco cross-encoders declare
+    Identity.
     """
-    path = (config.get("sentence_transformers") or {}).get("activation_fn") or config.get(
-        "sbert_ce_default_activation_function"
-    )
-    if path:
-        last = str(path).rsplit(".", 1)[-1].lower()
-        if last in DECLARABLE_ACTIVATIONS:
-            return last
-    return "sigmoid" if num_labels == 1 else "identity"
+    default = "sigmoid" if num_labels == 1 else "identity"
+    st = config.get("sentence_transformers")
+    path = st["activation_fn"] if isinstance(st, dict) and "activation_fn" in st else config.get(
+        "sbert_ce_default_activation_function")
+    if path is None:
+        return default
+    if not str(path).startswith("torch."):
+        log.warning("%s declares the activation %s, which sentence-transformers loads only with "
+                    "trust_remote_code; using %s, as it does without", name, path, default)
+        return default
+    last = str(path).rsplit(".", 1)[-1].lower()
+    if last in DECLARABLE_ACTIVATIONS:
+        return last
+    log.warning("%s declares the activation %s, which crossrank does not apply; using %s (pass activation= "
+                "to choose)", name, path, default)
+    return default
 
 
 def position_limit(config: dict[str, Any]) -> int:

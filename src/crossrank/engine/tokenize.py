@@ -2,9 +2,10 @@
 
 Rules the rest of crossrank relies on:
 
-* only the document is truncated to ``max_length``; the query is kept whole unless it alone
-  passes ``max_query_length`` (half the budget by default), in which case it is cut at a token
-  boundary, never raising like ``only_second`` would;
+* only the document is truncated to ``max_length``; the query is kept whole unless it passes
+  ``max_query_length`` (half the budget by default) *and* its document leaves less room than it
+  needs, in which case it is cut at a token boundary to what is left (at least ``max_query_length``),
+  never raising like ``only_second`` would;
 * long documents can be split into overlapping windows (``max_chunks`` > 1), each one paired
   with the full query;
 * huge documents are cut at a whitespace boundary before tokenization when the cut provably
@@ -112,16 +113,28 @@ class PairTokenizer:
                 self._pair_tokenizers[stride] = tok
         return tok
 
-    def _truncate_queries(self, queries: list[str]) -> dict[str, str]:
+    def _truncate_queries(self, queries: list[str], docs: list[str]) -> list[str]:
+        """Each pair's query, cut only as far as its document needs: a query longer than half the budget
+        keeps what the document leaves free (all of it, or at least half). As sentence-transformers'
+        longest-first truncation does, to within a token, where that would keep the query; never more
+        than the document cannot be cut for (the document's truncation is the only one asked for)."""
         unique = list(dict.fromkeys(queries))
-        out = {}
-        for q, enc in zip(unique, self._tok.encode_batch(unique, add_special_tokens=False), strict=False):
+        encoded = dict(zip(unique, self._tok.encode_batch(unique, add_special_tokens=False), strict=False))
+        for q, enc in encoded.items():
             if not enc.ids:  # e.g. only zero-width or control characters: it would score as no query at all
                 raise InputError(f"the query {q[:40]!r} holds no token this model reads")
-            if len(enc.ids) > self.max_query_length:
-                out[q] = q[: enc.offsets[self.max_query_length - 1][1]]
-            else:
-                out[q] = q
+        long = [i for i, q in enumerate(queries) if len(encoded[q].ids) > self.max_query_length]
+        if not long:
+            return queries
+        budget = self.max_length - self.specials
+        heads = self._precut([docs[i] for i in long], budget)  # only whether a document is short matters
+        lengths = [len(e.ids) for e in self._tok.encode_batch(heads, add_special_tokens=False)]
+        out = list(queries)
+        for i, doc_tokens in zip(long, lengths, strict=True):
+            enc = encoded[queries[i]]
+            keep = min(len(enc.ids), max(self.max_query_length, budget - doc_tokens))
+            if keep < len(enc.ids):
+                out[i] = queries[i][: enc.offsets[keep - 1][1]]
         return out
 
     def _precut(self, docs: list[str], max_tokens: int, *, keep_end: bool = False) -> list[str]:
@@ -167,8 +180,7 @@ class PairTokenizer:
         if not queries:
             empty = np.zeros(0, dtype=np.int64)
             return EncodedPairs(empty, empty, empty, empty, empty)
-        qmap = self._truncate_queries(queries)
-        queries = [qmap[q] for q in queries]
+        queries = self._truncate_queries(queries, docs)
         if truncation_side == "left":
             return self._encode_keeping_ends(queries, docs)
         docs = self._precut(docs, self.max_length * max(1, max_chunks) + 1)

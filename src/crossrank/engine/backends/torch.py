@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossrank.engine.export import uses_token_type_ids
+from crossrank.engine.export import load_classifier, uses_token_type_ids
 from crossrank.engine.first_token import first_token_last_layer
 from crossrank.errors import BackendError, MissingDependencyError, ModelLoadError
 
@@ -26,7 +26,7 @@ class TorchBackend:
                  precision: str | None = None, model_name: str = "") -> None:
         try:
             import torch
-            from transformers import AutoModelForSequenceClassification
+            import transformers  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError("the torch backend", "torch", "torch") from exc
         self._torch = torch
@@ -41,10 +41,7 @@ class TorchBackend:
             raise ModelLoadError(model_name or str(path), f"unknown precision {precision!r} for torch")
         if device == "cpu":
             torch.set_num_threads(threads)
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32).eval()
-        except Exception as exc:  # noqa: BLE001 - transformers raises many types
-            raise ModelLoadError(model_name or str(path), f"transformers could not load it: {exc}") from exc
+        model = load_classifier(path, model_name or str(path), dtype=torch.float32)
         self.uses_token_type_ids = uses_token_type_ids(model)
         # Verified in fp32 on the CPU, then cast: the last layer computes only the token the head reads.
         self.first_token_last_layer = first_token_last_layer(
