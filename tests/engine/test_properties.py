@@ -100,3 +100,39 @@ def test_arbitrary_unicode_scores_or_raises_input_error(ce, query, doc):
     except InputError:
         return
     assert scores.shape == (1,) and np.isfinite(scores).all()
+
+
+@pytest.fixture(scope="module")
+def byte_bpe(tmp_path_factory):
+    """A byte-level BPE tokenizer (RoBERTa's kind): a CJK character or an emoji is several tokens that share
+    one character offset, so a cut at a token boundary can fall inside a character."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([" ".join(WORDS)] * 20, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.lists(st.sampled_from([*WORDS, "中文", "汉字", "😀", "日本語", "café"]), min_size=1, max_size=60),
+       doc=st.lists(st.sampled_from([*WORDS, "中", "🎉"]), max_size=40),
+       max_length=st.sampled_from([16, 48]), chunks=st.sampled_from([1, 3]), overlap=st.sampled_from([0, 5, 100]),
+       side=st.sampled_from(["right", "left"]))
+def test_queries_cut_inside_a_character_never_break_truncation(byte_bpe, query, doc, max_length, chunks, overlap,
+                                                                side):
+    """The cut query re-encoded one or two tokens longer than its room: a tokenizer error, a negative room,
+    or a stride panic that killed a server's batcher thread."""
+    from crossrank.engine.tokenize import PairTokenizer
+
+    if side == "left" and chunks > 1:
+        return
+    tok = PairTokenizer(byte_bpe, max_length)
+    enc = tok.encode([" ".join(query)], [" ".join(doc)], max_chunks=chunks, overlap=overlap, truncation_side=side)
+    assert (enc.lengths <= max_length).all() and enc.rows <= chunks

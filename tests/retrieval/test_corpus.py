@@ -119,6 +119,13 @@ def test_stray_quotes_never_merge_rows(tmp_path):
     texts = ["one\ttab inside", "two\nlines", 'say "hi"', "plain"]
     pd.DataFrame({"id": ["a", "b", "c", "d"], "text": texts}).to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     assert [d["text"] for d in load_corpus(tmp_path / "p.tsv").documents] == texts
+    # A stray opening quote and a closing one in the same column of adjacent rows: valid quoted TSV that
+    # joins two documents; one row a line wins.
+    (tmp_path / "t.tsv").write_text('id\ttitle\ttext\nd1\t"Hello\tfirst body\nd2\tPan 12"\tsecond body\n'
+                                    'd3\tLid\tthird\n')
+    corpus = load_corpus(tmp_path / "t.tsv")
+    assert corpus.ids == ["d1", "d2", "d3"] and corpus.documents[1]["title"] == 'Pan 12"'
+
     for body, line in [('id,text\n1,"Bears, a film\n2,second\n3,third\n', 2),           # never closed
                        ('id,text\n0,fine\n1,"Bears, a film\n2,second "quoted" text\n', 3)]:    # closed mid-cell
         (tmp_path / "q.csv").write_text(body)

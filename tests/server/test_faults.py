@@ -71,6 +71,30 @@ def test_inference_exception_fails_one_request_and_the_next_is_served(start, tin
         assert httpx.get(f"{srv.url}/health").status_code == 200
 
 
+class Panic(BaseException):
+    """What a native library's panic looks like from Python (pyo3's PanicException is a BaseException)."""
+
+
+class PanickingSession(FlakySession):
+    def run(self, *args, **kwargs):
+        if self.failures > 0:
+            self.failures -= 1
+            raise Panic("called `Option::unwrap()` on a `None` value")
+        return self._session.run(*args, **kwargs)
+
+
+def test_a_native_panic_fails_its_request_and_the_model_keeps_serving(start, tiny_config):
+    """It went past `except Exception` and ended the model's batcher thread: every later request timed out
+    while /ready said ready."""
+    with start(tiny_config(request_timeout_s=10)) as srv:
+        body = {"model": "tiny", "query": "heat", "documents": ["a wing", "heat flow"]}
+        backend = srv.app.state.registry.entries["tiny"].batcher.encoder.backend
+        backend.session = PanickingSession(backend.session, failures=1)
+        failed = httpx.post(f"{srv.url}/v2/rerank", json=body)
+        assert failed.status_code >= 500 and "message" in failed.json()
+        assert httpx.post(f"{srv.url}/v2/rerank", json={**body, "query": "again"}).status_code == 200
+
+
 class NanSession(FlakySession):
     """A session whose model is broken another way: it answers, with NaN and infinite logits."""
 

@@ -20,7 +20,7 @@ from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collat
 from crossrank.engine.documents import document_texts, query_text
 from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve
 from crossrank.engine.tokenize import PairTokenizer
-from crossrank.errors import InputError, ModelLoadError, ScoringStopped
+from crossrank.errors import BackendError, CrossrankError, InputError, ModelLoadError, ScoringStopped
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -289,8 +289,15 @@ class CrossEncoder:
         ud = [d for _, d in unique]
         stats.unique_pairs = len(unique)
         t0 = time.perf_counter()
-        enc = self.tokenizer.encode(uq, ud, max_chunks=chunks, overlap=self.chunk_overlap,
-                                    truncation_side=truncation_side)
+        try:
+            enc = self.tokenizer.encode(uq, ud, max_chunks=chunks, overlap=self.chunk_overlap,
+                                        truncation_side=truncation_side)
+        except CrossrankError:
+            raise
+        except BaseException as exc:  # the Rust tokenizer raises plain Exceptions, and panics (BaseException)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            raise BackendError(f"the tokenizer failed on this input: {type(exc).__name__}: {exc}") from exc
         stats.tokenize_s = time.perf_counter() - t0
         stats.rows, stats.tokens = enc.rows, int(enc.lengths.sum())
         stats.pair_tokens = np.bincount(enc.owner, weights=enc.lengths, minlength=len(unique)).astype(np.int64)[slot]

@@ -130,12 +130,32 @@ class PairTokenizer:
         heads = self._precut([docs[i] for i in long], budget)  # only whether a document is short matters
         lengths = [len(e.ids) for e in self._tok.encode_batch(heads, add_special_tokens=False)]
         out = list(queries)
+        cuts: dict[tuple[str, int], str] = {}
         for i, doc_tokens in zip(long, lengths, strict=True):
             enc = encoded[queries[i]]
             keep = min(len(enc.ids), max(self.max_query_length, budget - doc_tokens))
             if keep < len(enc.ids):
-                out[i] = queries[i][: enc.offsets[keep - 1][1]]
+                key = (queries[i], keep)
+                if key not in cuts:
+                    cuts[key] = self._cut(queries[i], enc, keep)
+                out[i] = cuts[key]
         return out
+
+    def _cut(self, text: str, enc: Encoding, keep: int) -> str:
+        """The longest prefix of ``text`` that encodes to at most ``keep`` tokens. Cut at a token's end, but
+        byte-level BPE gives one character (an emoji, most CJK) several tokens that share its offsets, and a
+        cut inside it keeps them all: the prefix is re-encoded and shortened until it fits, so the query
+        never takes a token the document was promised (a tokenizer error, or a stride panic, when it did)."""
+        k = keep
+        while k > 1:
+            if k < len(enc.ids) and enc.offsets[k][0] < enc.offsets[k - 1][1]:
+                k -= 1  # inside a character that continues in the next token
+                continue
+            prefix = text[: enc.offsets[k - 1][1]]
+            if len(self._tok.encode(prefix, add_special_tokens=False).ids) <= keep:
+                return prefix
+            k -= 1
+        return text[: enc.offsets[0][1]]
 
     def _precut(self, docs: list[str], max_tokens: int, *, keep_end: bool = False) -> list[str]:
         """Cut huge documents at whitespace when the prefix (or, with ``keep_end``, the suffix) still
@@ -199,7 +219,7 @@ class PairTokenizer:
         d_encs = self._tok.encode_batch(docs, add_special_tokens=False)
         rows = []
         for q, d in zip(q_encs, d_encs, strict=True):
-            room = self.max_length - self.specials - len(q.ids)
+            room = max(0, self.max_length - self.specials - len(q.ids))
             if len(d.ids) > room:
                 d.truncate(room, direction="left")
             rows.append(self._tok.post_process(q, d, add_special_tokens=True))

@@ -177,34 +177,38 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
     that swallows every row up to the next quote.
 
     TSV comes in two conventions: quoted like CSV (pandas quotes a cell holding a tab, a newline or a
-    quote) or not quoted at all (MS MARCO, BEIR: a passage may start with a quote it never closes). It
-    is read quoted first; when that fails, or a quoted cell holds whole rows (lines with a tab per
-    column), the file is read again unquoted, with a warning.
+    quote) or not quoted at all (MS MARCO, BEIR: a passage may start with a quote it never closes).
+    A TSV with quotes in it is read both ways. Read unquoted, every line a row with one cell per column:
+    that reading is kept unless the quoted one finds the same rows (then quoted cells are unwrapped);
+    a quoted reading that joins lines into fewer rows is a stray quote's work, and said. Read unquoted,
+    lines of the wrong width: the file quotes its cells, and the quoted reading is kept (or its error
+    raised). A quoted TSV whose quoted cells hold whole lines of tabs reads as unquoted here: save it
+    as CSV, which is always read quoted.
     """
     # Python's csv refuses cells over 128 KiB by default; a long document is not an error here.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     if path.suffix.lower() != ".tsv":
         return _read_delimited(path, ",", csv.QUOTE_MINIMAL)
+    with path.open("rb") as fh:
+        quoted = any(b'"' in block for block in iter(lambda: fh.read(1 << 20), b""))
+    if not quoted:
+        return _read_delimited(path, "\t", csv.QUOTE_NONE)
+    try:
+        unquoted: list[dict[str, Any]] | None = _read_delimited(path, "\t", csv.QUOTE_NONE)
+    except InputError:  # a line with more cells than columns: tabs inside quoted cells
+        unquoted = None
+    if unquoted is None or any(None in row.values() for row in unquoted):  # lines of the wrong width
+        return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
     try:
         rows = _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
-        swallowed = _swallowed_rows(rows)
-    except InputError as exc:
-        swallowed = str(exc)
-    if swallowed is None:
+    except InputError:
+        return unquoted
+    if len(rows) == len(unquoted):
         return rows
-    log.warning("%s: read as unquoted TSV (quotes are text), since read quoted %s", path, swallowed)
-    return _read_delimited(path, "\t", csv.QUOTE_NONE)
-
-
-def _swallowed_rows(rows: list[dict[str, Any]]) -> str | None:
-    """Why these rows look like a stray quote's work (a cell holding lines that are rows), or None."""
-    width = len(rows[0]) if rows else 0
-    for n, row in enumerate(rows, 1):
-        for cell in row.values():
-            if isinstance(cell, str) and "\n" in cell and width > 1 and any(
-                    line.count("\t") >= width - 1 for line in cell.split("\n")[1:]):
-                return f"row {n} has a cell holding whole rows"
-    return None
+    log.warning("%s: read as unquoted TSV, one row a line (%d rows): read quoted, its quotes would join lines "
+                "into %d rows. A file that quotes its cells reads as intended saved as .csv", path, len(unquoted),
+                len(rows))
+    return unquoted
 
 
 def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[dict[str, Any]]:

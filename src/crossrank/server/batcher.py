@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crossrank.engine import CrossEncoder, ScoreStats
-from crossrank.errors import ScoringStopped
+from crossrank.errors import BackendError, ScoringStopped
 from crossrank.server.cache import CacheKey, ScoreCache, cache_key
 
 log = logging.getLogger("crossrank.server")
@@ -45,6 +45,11 @@ class ScoreResult:
     inference_s: float = 0.0
     batch_pairs: int = 0
     cache_hits: int = 0
+
+
+def _as_exception(exc: BaseException) -> BaseException:
+    """A panic (a BaseException) as the backend error its request gets, so every layer above handles it."""
+    return exc if isinstance(exc, Exception) else BackendError(f"the engine failed: {type(exc).__name__}: {exc}")
 
 
 class JobFuture(Future):
@@ -194,19 +199,22 @@ class Batcher:
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(exc)
-        except Exception as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
+        except BaseException as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
+            # BaseException: a native library's panic must fail its requests, not end this model's only thread
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             if len(jobs) == 1:
                 if not jobs[0].future.done():
-                    jobs[0].future.set_exception(exc)
+                    jobs[0].future.set_exception(_as_exception(exc))
                 return
             for job in jobs:
                 if job.future.done():
                     continue
                 try:
                     self._score_merged([job])
-                except Exception as one:  # noqa: BLE001
+                except BaseException as one:  # noqa: BLE001 - as above
                     if not job.future.done():
-                        job.future.set_exception(one)
+                        job.future.set_exception(_as_exception(one))
 
     def _score_merged(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
