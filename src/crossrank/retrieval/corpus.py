@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -198,27 +198,32 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
     except InputError:  # a line with more cells than columns: tabs inside quoted cells
         unquoted = None
     if unquoted is None or any(None in row.values() for row in unquoted):  # lines of the wrong width
+        unquoted = None  # (freed before the other reading: a corpus file may be gigabytes)
         return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
-    try:
-        rows = _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
+    try:  # counted, not kept: one reading in memory at a time
+        quoted_rows = sum(1 for _ in _iter_delimited(path, "\t", csv.QUOTE_MINIMAL))
     except InputError:
         return unquoted
-    if len(rows) == len(unquoted):
-        return rows
+    if quoted_rows == len(unquoted):
+        unquoted = None
+        return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
     log.warning("%s: read as unquoted TSV, one row a line (%d rows): read quoted, its quotes would join lines "
                 "into %d rows. A file that quotes its cells reads as intended saved as .csv", path, len(unquoted),
-                len(rows))
+                quoted_rows)
     return unquoted
 
 
 def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    return list(_iter_delimited(path, delimiter, quoting))
+
+
+def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE)
         done = 0  # the last line of the last whole row: a broken row starts after it
         try:
             if not reader.fieldnames:
-                return rows
+                return
             done = reader.line_num
             width = len(reader.fieldnames)
             for row in reader:
@@ -230,11 +235,10 @@ def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[
                     raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
                                      f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
                 done = reader.line_num
-                rows.append(row)
+                yield row
         except csv.Error as exc:
             raise InputError(f"{path}:{done + 1}: not valid CSV from this line on ({exc}); a text that starts "
                              'with a quote must end with one, and quotes inside it are doubled ("")') from None
-    return rows
 
 
 def _read_parquet(path: Path) -> Iterable[dict[str, Any]]:
