@@ -133,6 +133,8 @@ def test_queries_cut_inside_a_character_never_break_truncation(byte_bpe, query, 
 
     if side == "left" and chunks > 1:
         return
-    tok = PairTokenizer(byte_bpe, max_length)
-    enc = tok.encode([" ".join(query)], [" ".join(doc)], max_chunks=chunks, overlap=overlap, truncation_side=side)
-    assert (enc.lengths <= max_length).all() and enc.rows <= chunks
+    for max_query_length in (None, 1):  # 1: a first character worth more tokens than the query may have
+        tok = PairTokenizer(byte_bpe, max_length, max_query_length)
+        enc = tok.encode([" ".join(query)], [" ".join(doc)], max_chunks=chunks, overlap=overlap,
+                         truncation_side=side)
+        assert (enc.lengths <= max_length).all() and enc.rows <= chunks

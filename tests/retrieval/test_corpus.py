@@ -125,6 +125,9 @@ def test_stray_quotes_never_merge_rows(tmp_path):
                                     'd3\tLid\tthird\n')
     corpus = load_corpus(tmp_path / "t.tsv")
     assert corpus.ids == ["d1", "d2", "d3"] and corpus.documents[1]["title"] == 'Pan 12"'
+    # A short line (a passage written without its tab) outside any quoted cell does not make it quoted.
+    (tmp_path / "s.tsv").write_text('id\ttext\n1\t"Quoted start\n2\tplain\n3\tends with quote"\n4\n5\tlast\n')
+    assert load_corpus(tmp_path / "s.tsv").ids == ["1", "2", "3", "4", "5"]
 
     for body, line in [('id,text\n1,"Bears, a film\n2,second\n3,third\n', 2),           # never closed
                        ('id,text\n0,fine\n1,"Bears, a film\n2,second "quoted" text\n', 3)]:    # closed mid-cell

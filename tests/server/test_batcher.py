@@ -165,3 +165,24 @@ def test_a_job_cancelled_in_the_queue_leaves_the_depth_gauge_at_once(encoder):
     release.set()
     batcher.close()
     assert batcher.depth == 0 and first.result() and waiting[0].result() and waiting[2].result()
+
+
+def test_a_worker_that_must_exit_leaves_no_request_waiting(tiny_model):
+    """A SystemExit inside scoring ends the worker thread: its requests fail at once instead of waiting for
+    their timeouts."""
+    encoder = CrossEncoder(tiny_model, backend="onnx", threads=1)
+    real = encoder.score_with_stats
+
+    def exiting(*args, **kwargs):
+        raise SystemExit("asked to stop")
+
+    encoder.score_with_stats = exiting  # the engine's own call, made to raise what only shutdown raises
+    batcher = Batcher("tiny", encoder, max_wait_s=0.05)
+    try:
+        jobs = [batcher.submit("q", [f"doc {i}"], activation="raw", chunks=1) for i in range(3)]
+        for job in jobs:
+            with pytest.raises(Exception, match="asked to stop|SystemExit"):
+                job.result(timeout=10)
+    finally:
+        encoder.score_with_stats = real
+        batcher.close()

@@ -113,7 +113,7 @@ class PairTokenizer:
                 self._pair_tokenizers[stride] = tok
         return tok
 
-    def _truncate_queries(self, queries: list[str], docs: list[str]) -> list[str]:
+    def _truncate_queries(self, queries: list[str], docs: list[str]) -> tuple[list[str], int]:
         """Each pair's query, cut only as far as its document needs: a query longer than half the budget
         keeps what the document leaves free (all of it, or at least half). As sentence-transformers'
         longest-first truncation does, to within a token, where that would keep the query; never more
@@ -125,37 +125,55 @@ class PairTokenizer:
                 raise InputError(f"the query {q[:40]!r} holds no token this model reads")
         long = [i for i, q in enumerate(queries) if len(encoded[q].ids) > self.max_query_length]
         if not long:
-            return queries
+            return queries, 0
         budget = self.max_length - self.specials
         heads = self._precut([docs[i] for i in long], budget)  # only whether a document is short matters
         lengths = [len(e.ids) for e in self._tok.encode_batch(heads, add_special_tokens=False)]
-        out = list(queries)
-        cuts: dict[tuple[str, int], str] = {}
+        keeps: dict[int, int] = {}
         for i, doc_tokens in zip(long, lengths, strict=True):
-            enc = encoded[queries[i]]
-            keep = min(len(enc.ids), max(self.max_query_length, budget - doc_tokens))
-            if keep < len(enc.ids):
-                key = (queries[i], keep)
-                if key not in cuts:
-                    cuts[key] = self._cut(queries[i], enc, keep)
-                out[i] = cuts[key]
-        return out
+            n = len(encoded[queries[i]].ids)
+            keep = min(n, max(self.max_query_length, budget - doc_tokens))
+            if keep < n:
+                keeps[i] = keep
+        cuts = self._cut_all({(queries[i], keep) for i, keep in keeps.items()}, encoded)
+        out = list(queries)
+        over = 0  # tokens of a query left longer than its room (its first character is worth more than that)
+        for i, keep in keeps.items():
+            out[i], tokens = cuts[(queries[i], keep)]
+            if tokens > keep:  # only the last resort of _cut_all: the stride must leave room for it
+                over = max(over, tokens)
+        return out, over
 
-    def _cut(self, text: str, enc: Encoding, keep: int) -> str:
-        """The longest prefix of ``text`` that encodes to at most ``keep`` tokens. Cut at a token's end, but
-        byte-level BPE gives one character (an emoji, most CJK) several tokens that share its offsets, and a
-        cut inside it keeps them all: the prefix is re-encoded and shortened until it fits, so the query
-        never takes a token the document was promised (a tokenizer error, or a stride panic, when it did)."""
-        k = keep
-        while k > 1:
-            if k < len(enc.ids) and enc.offsets[k][0] < enc.offsets[k - 1][1]:
+    def _cut_all(self, wanted: set[tuple[str, int]], encoded: dict[str, Encoding]
+                 ) -> dict[tuple[str, int], tuple[str, int]]:
+        """For each (query, keep): the longest prefix of the query that encodes to at most ``keep`` tokens, and
+        its token count. Cut at a token's end, but byte-level BPE gives one character (an emoji, most CJK)
+        several tokens that share its offsets, and a cut inside it keeps them all: each prefix is
+        re-encoded (all at once, in Rust's threads) and shortened until it fits, so the query never takes a
+        token the document was promised (a tokenizer error, or a stride panic, when it did). A first
+        character worth more than ``keep`` tokens is kept whole."""
+        offsets = {q: encoded[q].offsets for q in {q for q, _ in wanted}}  # each .offsets builds a new list
+        ends: dict[tuple[str, int], int] = {}
+        for q, keep in wanted:
+            k = keep
+            while k > 1 and k < len(offsets[q]) and offsets[q][k][0] < offsets[q][k - 1][1]:
                 k -= 1  # inside a character that continues in the next token
-                continue
-            prefix = text[: enc.offsets[k - 1][1]]
-            if len(self._tok.encode(prefix, add_special_tokens=False).ids) <= keep:
-                return prefix
-            k -= 1
-        return text[: enc.offsets[0][1]]
+            ends[(q, keep)] = k
+        done: dict[tuple[str, int], tuple[str, int]] = {}
+        while ends:
+            keys = list(ends)
+            prefixes = [q[: offsets[q][ends[(q, keep)] - 1][1]] for q, keep in keys]
+            for (q, keep), prefix, enc in zip(keys, prefixes, self._tok.encode_batch(
+                    prefixes, add_special_tokens=False), strict=True):
+                k = ends.pop((q, keep))
+                if len(enc.ids) <= keep or k <= 1:
+                    done[(q, keep)] = (prefix, len(enc.ids))
+                else:  # still too long (a merge the cut undid): one token shorter, past any shared character
+                    k -= 1
+                    while k > 1 and offsets[q][k][0] < offsets[q][k - 1][1]:
+                        k -= 1
+                    ends[(q, keep)] = k
+        return done
 
     def _precut(self, docs: list[str], max_tokens: int, *, keep_end: bool = False) -> list[str]:
         """Cut huge documents at whitespace when the prefix (or, with ``keep_end``, the suffix) still
@@ -200,11 +218,11 @@ class PairTokenizer:
         if not queries:
             empty = np.zeros(0, dtype=np.int64)
             return EncodedPairs(empty, empty, empty, empty, empty)
-        queries = self._truncate_queries(queries, docs)
+        queries, over = self._truncate_queries(queries, docs)
         if truncation_side == "left":
             return self._encode_keeping_ends(queries, docs)
         docs = self._precut(docs, self.max_length * max(1, max_chunks) + 1)
-        window = self.max_length - self.specials - self.max_query_length
+        window = self.max_length - self.specials - max(self.max_query_length, over)
         stride = max(0, min(overlap, window - 1)) if max_chunks > 1 else 0
         encodings = self._pair_tokenizer(stride).encode_batch(list(zip(queries, docs, strict=False)))
         return EncodedPairs.from_windows(encodings, max_chunks)

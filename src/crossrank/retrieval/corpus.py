@@ -178,12 +178,12 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
 
     TSV comes in two conventions: quoted like CSV (pandas quotes a cell holding a tab, a newline or a
     quote) or not quoted at all (MS MARCO, BEIR: a passage may start with a quote it never closes).
-    A TSV with quotes in it is read both ways. Read unquoted, every line a row with one cell per column:
-    that reading is kept unless the quoted one finds the same rows (then quoted cells are unwrapped);
-    a quoted reading that joins lines into fewer rows is a stray quote's work, and said. Read unquoted,
-    lines of the wrong width: the file quotes its cells, and the quoted reading is kept (or its error
-    raised). A quoted TSV whose quoted cells hold whole lines of tabs reads as unquoted here: save it
-    as CSV, which is always read quoted.
+    A TSV with quotes in it is read quoted when the unquoted reading cannot be right: a line with more
+    cells than columns (a tab inside a quoted cell), or short lines that all lie inside quoted cells
+    spanning lines (newlines inside them). Otherwise one row a line is kept, unless the quoted reading
+    finds exactly those rows (then quoted cells are unwrapped); a quoted reading that joins lines into
+    fewer rows is a stray quote's work, and said. A quoted TSV whose multi-line cells hold tabs on every
+    line reads as unquoted here: save it as CSV, which is always read quoted.
     """
     # Python's csv refuses cells over 128 KiB by default; a long document is not an error here.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -193,31 +193,51 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
         quoted = any(b'"' in block for block in iter(lambda: fh.read(1 << 20), b""))
     if not quoted:
         return _read_delimited(path, "\t", csv.QUOTE_NONE)
+    short: set[int] = set()  # lines of the unquoted reading with fewer cells than columns
     try:
-        unquoted: list[dict[str, Any]] | None = _read_delimited(path, "\t", csv.QUOTE_NONE)
+        unquoted: list[dict[str, Any]] | None = list(_iter_delimited(path, "\t", csv.QUOTE_NONE, short))
     except InputError:  # a line with more cells than columns: tabs inside quoted cells
         unquoted = None
-    if unquoted is None or any(None in row.values() for row in unquoted):  # lines of the wrong width
-        unquoted = None  # (freed before the other reading: a corpus file may be gigabytes)
-        return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
-    try:  # counted, not kept: one reading in memory at a time
-        quoted_rows = sum(1 for _ in _iter_delimited(path, "\t", csv.QUOTE_MINIMAL))
+    try:
+        rows, inside = _quoted_layout(path)
     except InputError:
+        if unquoted is None:
+            raise
         return unquoted
-    if quoted_rows == len(unquoted):
-        unquoted = None
+    if unquoted is None or (short and short <= inside) or rows == len(unquoted):
+        unquoted = None  # (freed before the other reading: a corpus file may be gigabytes)
         return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
     log.warning("%s: read as unquoted TSV, one row a line (%d rows): read quoted, its quotes would join lines "
                 "into %d rows. A file that quotes its cells reads as intended saved as .csv", path, len(unquoted),
-                quoted_rows)
+                rows)
     return unquoted
+
+
+def _quoted_layout(path: Path) -> tuple[int, set[int]]:
+    """Rows of the quoted reading of a TSV, and the lines that lie inside its multi-line cells (streamed,
+    nothing kept)."""
+    rows, last = 0, 0
+    inside: set[int] = set()
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", strict=True)
+        try:
+            for n, cells in enumerate(reader):
+                if reader.line_num - last > 1:  # this row spans lines: the ones after its first are inside it
+                    inside.update(range(last + 2, reader.line_num + 1))
+                last = reader.line_num
+                rows += bool(cells) and n > 0  # the header and blank lines are not rows
+        except csv.Error as exc:
+            raise InputError(f"{path}:{last + 1}: not valid quoted TSV ({exc})") from None
+    return rows, inside
 
 
 def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[dict[str, Any]]:
     return list(_iter_delimited(path, delimiter, quoting))
 
 
-def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> Iterator[dict[str, Any]]:
+def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3],
+                    short: set[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a delimited file; ``short`` collects the lines with fewer cells than columns."""
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE)
         done = 0  # the last line of the last whole row: a broken row starts after it
@@ -234,6 +254,8 @@ def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> Itera
                 if any(cell.strip() for cell in extra):
                     raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
                                      f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
+                if short is not None and None in row.values():
+                    short.add(reader.line_num)
                 done = reader.line_num
                 yield row
         except csv.Error as exc:

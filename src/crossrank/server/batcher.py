@@ -47,9 +47,13 @@ class ScoreResult:
     cache_hits: int = 0
 
 
-def _as_exception(exc: BaseException) -> BaseException:
-    """A panic (a BaseException) as the backend error its request gets, so every layer above handles it."""
-    return exc if isinstance(exc, Exception) else BackendError(f"the engine failed: {type(exc).__name__}: {exc}")
+def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    """Fail the jobs not answered yet; a panic (a BaseException) becomes the backend error every layer above
+    handles."""
+    error = exc if isinstance(exc, Exception) else BackendError(f"the engine failed: {type(exc).__name__}: {exc}")
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)
 
 
 class JobFuture(Future):
@@ -202,10 +206,10 @@ class Batcher:
         except BaseException as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
             # BaseException: a native library's panic must fail its requests, not end this model's only thread
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                _fail(jobs, exc)  # the thread ends: nobody may be left waiting on it
                 raise
             if len(jobs) == 1:
-                if not jobs[0].future.done():
-                    jobs[0].future.set_exception(_as_exception(exc))
+                _fail(jobs, exc)
                 return
             for job in jobs:
                 if job.future.done():
@@ -213,8 +217,10 @@ class Batcher:
                 try:
                     self._score_merged([job])
                 except BaseException as one:  # noqa: BLE001 - as above
-                    if not job.future.done():
-                        job.future.set_exception(_as_exception(one))
+                    _fail([job], one)
+                    if isinstance(one, (KeyboardInterrupt, SystemExit)):
+                        _fail(jobs, one)
+                        raise
 
     def _score_merged(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
