@@ -40,14 +40,15 @@ def test_corrupt_model_file_is_named_on_ready(start, tiny_model, tmp_path):
 class FlakySession:
     """Wraps an onnxruntime session: the next ``failures`` calls raise, as a broken kernel would."""
 
-    def __init__(self, session, failures: int) -> None:
+    def __init__(self, session, failures: int, error: BaseException | None = None) -> None:
         self._session = session
         self.failures = failures
+        self.error = error or RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : injected fault")
 
     def run(self, *args, **kwargs):
         if self.failures > 0:
             self.failures -= 1
-            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : injected fault")
+            raise self.error
         return self._session.run(*args, **kwargs)
 
     def __getattr__(self, name):
@@ -75,21 +76,14 @@ class Panic(BaseException):
     """What a native library's panic looks like from Python (pyo3's PanicException is a BaseException)."""
 
 
-class PanickingSession(FlakySession):
-    def run(self, *args, **kwargs):
-        if self.failures > 0:
-            self.failures -= 1
-            raise Panic("called `Option::unwrap()` on a `None` value")
-        return self._session.run(*args, **kwargs)
-
-
 def test_a_native_panic_fails_its_request_and_the_model_keeps_serving(start, tiny_config):
     """It went past `except Exception` and ended the model's batcher thread: every later request timed out
     while /ready said ready."""
     with start(tiny_config(request_timeout_s=10)) as srv:
         body = {"model": "tiny", "query": "heat", "documents": ["a wing", "heat flow"]}
         backend = srv.app.state.registry.entries["tiny"].batcher.encoder.backend
-        backend.session = PanickingSession(backend.session, failures=1)
+        backend.session = FlakySession(backend.session, failures=1,
+                                       error=Panic("called `Option::unwrap()` on a `None` value"))
         failed = httpx.post(f"{srv.url}/v2/rerank", json=body)
         assert failed.status_code >= 500 and "message" in failed.json()
         assert httpx.post(f"{srv.url}/v2/rerank", json={**body, "query": "again"}).status_code == 200
