@@ -128,6 +128,12 @@ def test_stray_quotes_never_merge_rows(tmp_path):
     # A short line (a passage written without its tab) outside any quoted cell does not make it quoted.
     (tmp_path / "s.tsv").write_text('id\ttext\n1\t"Quoted start\n2\tplain\n3\tends with quote"\n4\n5\tlast\n')
     assert load_corpus(tmp_path / "s.tsv").ids == ["1", "2", "3", "4", "5"]
+    # ...nor does one inside the stray quote's span; a real multi-line cell followed by a short row reads quoted.
+    (tmp_path / "s.tsv").write_text('id\ttext\n1\t"Quoted start\n2\tplain\n3\n4\tends with quote"\n5\tlast\n')
+    assert load_corpus(tmp_path / "s.tsv").ids == ["1", "2", "3", "4", "5"]
+    (tmp_path / "m.tsv").write_text('id\ttext\na\t"line1\nline2"\nb\n')
+    corpus = load_corpus(tmp_path / "m.tsv")
+    assert corpus.ids == ["a", "b"] and corpus.documents[0]["text"] == "line1\nline2"
 
     for body, line in [('id,text\n1,"Bears, a film\n2,second\n3,third\n', 2),           # never closed
                        ('id,text\n0,fine\n1,"Bears, a film\n2,second "quoted" text\n', 3)]:    # closed mid-cell

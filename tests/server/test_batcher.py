@@ -179,10 +179,13 @@ def test_a_worker_that_must_exit_leaves_no_request_waiting(tiny_model):
     encoder.score_with_stats = exiting  # the engine's own call, made to raise what only shutdown raises
     batcher = Batcher("tiny", encoder, max_wait_s=0.05)
     try:
-        jobs = [batcher.submit("q", [f"doc {i}"], activation="raw", chunks=1) for i in range(3)]
+        jobs = [batcher.submit("q", [f"doc {i}"], activation=act, chunks=1)  # two groups: one runs after the
+                for i, act in enumerate(["raw", "raw", "sigmoid"])]      # other group's exit
         for job in jobs:
             with pytest.raises(Exception, match="asked to stop|SystemExit"):
                 job.result(timeout=10)
+        with pytest.raises(BatcherClosed):  # refused, not queued for a worker that is gone
+            batcher.submit("q", ["later"], activation="raw", chunks=1)
     finally:
         encoder.score_with_stats = real
         batcher.close()

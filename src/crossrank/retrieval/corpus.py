@@ -177,13 +177,13 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
     that swallows every row up to the next quote.
 
     TSV comes in two conventions: quoted like CSV (pandas quotes a cell holding a tab, a newline or a
-    quote) or not quoted at all (MS MARCO, BEIR: a passage may start with a quote it never closes).
-    A TSV with quotes in it is read quoted when the unquoted reading cannot be right: a line with more
-    cells than columns (a tab inside a quoted cell), or short lines that all lie inside quoted cells
-    spanning lines (newlines inside them). Otherwise one row a line is kept, unless the quoted reading
-    finds exactly those rows (then quoted cells are unwrapped); a quoted reading that joins lines into
-    fewer rows is a stray quote's work, and said. A quoted TSV whose multi-line cells hold tabs on every
-    line reads as unquoted here: save it as CSV, which is always read quoted.
+    quote) or not quoted at all (MS MARCO, BEIR: a passage may start with a quote it never closes). A
+    TSV with quotes in it is read quoted unless that joins lines that are whole rows: a line inside one
+    of its multi-line cells that, read unquoted, has one cell per column is a row a stray quote
+    swallowed, and the file is read one row a line instead (said in a warning). The lines inside a real
+    quoted cell are the rest of a text: short, or long when the text holds tabs. A quoted TSV whose
+    multi-line cells hold exactly one tab per column on a line reads as unquoted here: save it as CSV,
+    which is always read quoted.
     """
     # Python's csv refuses cells over 128 KiB by default; a long document is not an error here.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -193,24 +193,21 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
         quoted = any(b'"' in block for block in iter(lambda: fh.read(1 << 20), b""))
     if not quoted:
         return _read_delimited(path, "\t", csv.QUOTE_NONE)
-    short: set[int] = set()  # lines of the unquoted reading with fewer cells than columns
-    try:
-        unquoted: list[dict[str, Any]] | None = list(_iter_delimited(path, "\t", csv.QUOTE_NONE, short))
-    except InputError:  # a line with more cells than columns: tabs inside quoted cells
-        unquoted = None
+    lines: dict[int, int] = {}  # line -> cells, read unquoted: one row a line
+    for _ in _iter_delimited(path, "\t", csv.QUOTE_NONE, widths=lines):
+        pass
     try:
         rows, inside = _quoted_layout(path)
-    except InputError:
-        if unquoted is None:
-            raise
-        return unquoted
-    if unquoted is None or (short and short <= inside) or rows == len(unquoted):
-        unquoted = None  # (freed before the other reading: a corpus file may be gigabytes)
+    except InputError as exc:  # not valid quoted TSV: its quotes are text
+        log.info("%s: read as unquoted TSV, one row a line: %s", path, exc)
+        return _read_delimited(path, "\t", csv.QUOTE_NONE)
+    swallowed = [n for n in sorted(inside) if lines.get(n) == 0]
+    if not swallowed:
         return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
-    log.warning("%s: read as unquoted TSV, one row a line (%d rows): read quoted, its quotes would join lines "
-                "into %d rows. A file that quotes its cells reads as intended saved as .csv", path, len(unquoted),
-                rows)
-    return unquoted
+    log.warning("%s: read as unquoted TSV, one row a line: read quoted, its quotes would join whole rows (line "
+                "%d; %d rows instead of %d). A file that quotes its cells reads as intended saved as .csv", path,
+                swallowed[0], rows, len(lines))
+    return _read_delimited(path, "\t", csv.QUOTE_NONE)
 
 
 def _quoted_layout(path: Path) -> tuple[int, set[int]]:
@@ -236,8 +233,9 @@ def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[
 
 
 def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3],
-                    short: set[int] | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of a delimited file; ``short`` collects the lines with fewer cells than columns."""
+                    widths: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a delimited file. ``widths``, given, collects each row's line and how its width differs from
+    the header's (-1 fewer cells, 0 as many, 1 more) instead of refusing rows with more cells."""
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE)
         done = 0  # the last line of the last whole row: a broken row starts after it
@@ -251,11 +249,12 @@ def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3],
                 # row would silently drop that part of the document. Blank ones (a trailing delimiter) are
                 # harmless; missing cells are missing fields.
                 extra = row.pop(None, None) or []
-                if any(cell.strip() for cell in extra):
+                wide = any(cell.strip() for cell in extra)
+                if widths is not None:
+                    widths[reader.line_num] = 1 if wide else -1 if None in row.values() else 0
+                elif wide:
                     raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
                                      f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")
-                if short is not None and None in row.values():
-                    short.add(reader.line_num)
                 done = reader.line_num
                 yield row
         except csv.Error as exc:

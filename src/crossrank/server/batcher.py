@@ -158,19 +158,34 @@ class Batcher:
         return item
 
     def _run(self) -> None:
-        while True:
-            first, self._held = (self._held or self._take(True)), None
-            if first is _STOP:
-                return
-            jobs, stopping = self._collect(first)  # type: ignore[arg-type]
-            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]  # timed-out callers cancel
-            groups: dict[tuple[str, int, str], list[_Job]] = {}
-            for job in live:
-                groups.setdefault((job.activation, job.chunks, job.side), []).append(job)
-            for group in groups.values():
-                self._score_group(group)
-            if stopping:
-                return
+        live: list[_Job] = []
+        try:
+            while True:
+                first, self._held = (self._held or self._take(True)), None
+                if first is _STOP:
+                    return
+                jobs, stopping = self._collect(first)  # type: ignore[arg-type]
+                live = [j for j in jobs if j.future.set_running_or_notify_cancel()]  # timed-out callers cancel
+                groups: dict[tuple[str, int, str], list[_Job]] = {}
+                for job in live:
+                    groups.setdefault((job.activation, job.chunks, job.side), []).append(job)
+                for group in groups.values():
+                    self._score_group(group)
+                if stopping:
+                    return
+        except BaseException as exc:  # the thread ends (SystemExit...): nobody may be left waiting on it
+            with self._lock:
+                self._closed = True  # later submits are refused, not queued for no one
+            pending = [*live, *([self._held] if isinstance(self._held, _Job) else [])]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Job):
+                    pending.append(item)
+            _fail(pending, exc)
+            raise
 
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
         """``first`` plus what is queued (or arrives within the wait), up to ``max_batch_pairs``: a request
