@@ -193,20 +193,19 @@ def _read_csv(path: Path) -> Iterable[dict[str, Any]]:
         quoted = any(b'"' in block for block in iter(lambda: fh.read(1 << 20), b""))
     if not quoted:
         return _read_delimited(path, "\t", csv.QUOTE_NONE)
-    lines: dict[int, int] = {}  # line -> cells, read unquoted: one row a line
-    for _ in _iter_delimited(path, "\t", csv.QUOTE_NONE, widths=lines):
-        pass
+    full: set[int] = set()  # lines that, read unquoted, hold one cell per column
+    rows_unquoted = sum(1 for _ in _iter_delimited(path, "\t", csv.QUOTE_NONE, full=full))
     try:
         rows, inside = _quoted_layout(path)
     except InputError as exc:  # not valid quoted TSV: its quotes are text
         log.info("%s: read as unquoted TSV, one row a line: %s", path, exc)
         return _read_delimited(path, "\t", csv.QUOTE_NONE)
-    swallowed = [n for n in sorted(inside) if lines.get(n) == 0]
+    swallowed = sorted(inside & full)
     if not swallowed:
         return _read_delimited(path, "\t", csv.QUOTE_MINIMAL)
     log.warning("%s: read as unquoted TSV, one row a line: read quoted, its quotes would join whole rows (line "
                 "%d; %d rows instead of %d). A file that quotes its cells reads as intended saved as .csv", path,
-                swallowed[0], rows, len(lines))
+                swallowed[0], rows, rows_unquoted)
     return _read_delimited(path, "\t", csv.QUOTE_NONE)
 
 
@@ -233,9 +232,9 @@ def _read_delimited(path: Path, delimiter: str, quoting: Literal[0, 3]) -> list[
 
 
 def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3],
-                    widths: dict[int, int] | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of a delimited file. ``widths``, given, collects each row's line and how its width differs from
-    the header's (-1 fewer cells, 0 as many, 1 more) instead of refusing rows with more cells."""
+                    full: set[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a delimited file. ``full``, given, collects the lines of rows with one cell per column, and
+    rows with more are not refused (a survey of the file, not a reading of it)."""
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting, strict=quoting != csv.QUOTE_NONE)
         done = 0  # the last line of the last whole row: a broken row starts after it
@@ -250,8 +249,9 @@ def _iter_delimited(path: Path, delimiter: str, quoting: Literal[0, 3],
                 # harmless; missing cells are missing fields.
                 extra = row.pop(None, None) or []
                 wide = any(cell.strip() for cell in extra)
-                if widths is not None:
-                    widths[reader.line_num] = 1 if wide else -1 if None in row.values() else 0
+                if full is not None:
+                    if not wide and None not in row.values():
+                        full.add(reader.line_num)
                 elif wide:
                     raise InputError(f"{path}:{reader.line_num}: {width + len(extra)} cells for {width} columns "
                                      f"({', '.join(reader.fieldnames)}); quote texts holding {delimiter!r}")

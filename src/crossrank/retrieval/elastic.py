@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crossrank.checks import integer
-from crossrank.engine.documents import field_names, field_text, query_text
+from crossrank.engine.documents import field_names, query_text
 from crossrank.errors import BackendError, InputError
+from crossrank.retrieval.corpus import join_fields
 from crossrank.retrieval.rankers import Ranker
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,10 @@ def _values(value: Any, path: list[str]) -> list[Any]:
     return []
 
 
-def _hit_text(source: Mapping[str, Any], fields: list[str], what: str) -> str | None:
-    parts = []
-    for f in fields:
-        values = _values(source, f.split("."))
-        text = field_text(values if len(values) != 1 else values[0], f"{what}[{f!r}]") if values else None
-        if text is not None:
-            parts.append(text)
-    return "\n".join(parts) if parts else None
+def _hit_text(source: Mapping[str, Any], fields: list[str], what: str) -> str:
+    """The hit's text as the pipeline reads a document's: its fields (resolved by path) joined."""
+    resolved = {f: v[0] if len(v) == 1 else v for f in fields if (v := _values(source, f.split(".")))}
+    return join_fields(resolved, fields, what)
 
 
 def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
@@ -81,9 +78,9 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
         if not isinstance(source, Mapping):
             raise InputError(f"hit {i} has no _source object; ask the engine for the fields in `on`")
         text = _hit_text(source, fields, f"hit {i} (_id {hit.get('_id')!r}) _source")
-        if text is None:  # a sparse document: ranked on nothing, as the pipeline ranks one
+        if not text:  # a sparse document: ranked on nothing, as the pipeline ranks one
             empty.append(hit.get("_id", i))
-        texts.append(text or "")
+        texts.append(text)
     if empty and len(empty) == n:
         raise InputError(f"none of the fields {fields} is in any hit's _source; name the fields to rank on")
     if empty:

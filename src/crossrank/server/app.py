@@ -171,15 +171,18 @@ class Observe:
                  state.get("documents", 0), state.get("tokens", 0), status, latency * 1000)
 
 
+#: (template, prefix for templates with parameters or None, name shown, dialect) of every scoring route,
+#: read once: every request asks which route owns it, two or three times (middlewares, errors, metrics).
+_SCORING_ROUTES = [(t, t.split("{", 1)[0] if "{" in t else None, re.sub(r":\w+}", "}", t), dialect)
+                   for dialect in DIALECTS for t in (getattr(r, "path", "") for r in dialect.router.routes)]
+
+
 def scoring_route(path: str) -> tuple[str, ModuleType] | None:
     """The scoring route template that serves ``path`` (converters dropped: ``{name}``, not ``{name:path}``)
     and the dialect module that owns it, or None."""
-    for dialect in DIALECTS:
-        for route in dialect.router.routes:
-            template = getattr(route, "path", "")
-            prefix = template.split("{", 1)[0]
-            if path == template or ("{" in template and path.startswith(prefix)):
-                return re.sub(r":\w+}", "}", template), dialect
+    for template, prefix, shown, dialect in _SCORING_ROUTES:
+        if path == template or (prefix is not None and path.startswith(prefix)):
+            return shown, dialect
     return None
 
 

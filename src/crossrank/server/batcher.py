@@ -47,6 +47,9 @@ class ScoreResult:
     cache_hits: int = 0
 
 
+_EXITS = (KeyboardInterrupt, SystemExit)  # what ends the worker thread rather than one request
+
+
 def _fail(jobs: list[_Job], exc: BaseException) -> None:
     """Fail the jobs not answered yet; a panic (a BaseException) becomes the backend error every layer above
     handles."""
@@ -215,14 +218,11 @@ class Batcher:
         try:
             self._score_merged(jobs)
         except ScoringStopped as exc:  # every caller of the call had gone: nothing to retry or answer
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            _fail(jobs, exc)
         except BaseException as exc:  # noqa: BLE001 - isolate the failing request rather than fail them all
             # BaseException: a native library's panic must fail its requests, not end this model's only thread
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                _fail(jobs, exc)  # the thread ends: nobody may be left waiting on it
-                raise
+            if isinstance(exc, _EXITS):
+                raise  # the thread ends: _run fails every job still waiting
             if len(jobs) == 1:
                 _fail(jobs, exc)
                 return
@@ -232,10 +232,9 @@ class Batcher:
                 try:
                     self._score_merged([job])
                 except BaseException as one:  # noqa: BLE001 - as above
-                    _fail([job], one)
-                    if isinstance(one, (KeyboardInterrupt, SystemExit)):
-                        _fail(jobs, one)
+                    if isinstance(one, _EXITS):
                         raise
+                    _fail([job], one)
 
     def _score_merged(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()

@@ -273,7 +273,8 @@ def header_safe(value: str) -> str:
     return quote(value, safe=" !\"#$&'()*+,/:;<=>?@[]^`{|}~")
 
 
-#: What ``respond`` adds to every scored response (TEI's names), exposed to browsers when CORS is on.
+#: What ``respond`` adds to every scored response (TEI's names, in this order), exposed to browsers when CORS
+#: is on.
 TIMING_HEADERS = ["x-total-time", "x-queue-time", "x-tokenization-time", "x-inference-time", "x-model-id"]
 
 
@@ -285,11 +286,6 @@ def elapsed_ms(request: Request) -> float:
 def respond(request: Request, body: Any, ranked: Ranked) -> JSONResponse:
     """The JSON response with TEI's timing headers (milliseconds)."""
     r = ranked.result
-    headers = {
-        "x-total-time": f"{elapsed_ms(request):.0f}",
-        "x-queue-time": f"{r.queue_s * 1000:.0f}",
-        "x-tokenization-time": f"{r.tokenize_s * 1000:.0f}",
-        "x-inference-time": f"{r.inference_s * 1000:.0f}",
-        "x-model-id": header_safe(ranked.model),
-    }
-    return JsonResponse(body, headers=headers)
+    values = (f"{elapsed_ms(request):.0f}", f"{r.queue_s * 1000:.0f}", f"{r.tokenize_s * 1000:.0f}",
+              f"{r.inference_s * 1000:.0f}", header_safe(ranked.model))
+    return JsonResponse(body, headers=dict(zip(TIMING_HEADERS, values, strict=True)))
