@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -59,9 +60,22 @@ def test_export_then_help_subprocess(tiny_model, tmp_path):
                            str(out), "--quantize", "int8"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.onnx").exists() and (out / "model_int8.onnx").exists()
+    # neither transformers' weight-loading bar nor ONNX Runtime's root-logger advice reaches the user
+    assert "Loading weights" not in proc.stderr and "pre-processing" not in proc.stderr, proc.stderr
     help_ = subprocess.run([sys.executable, "-m", "crossrank.cli.app", "--help"], capture_output=True,
                            text=True, timeout=60)
     assert "rerank" in help_.stdout and "export" in help_.stdout
+
+
+def test_first_use_export_is_announced(tiny_model, tmp_path):
+    """A first use exports the checkpoint (tens of seconds on a real model): the CLI says so, once."""
+    env = {**os.environ, "CROSSRANK_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "crossrank.cli.app", "rerank", "q", "a doc", "--model", str(tiny_model)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "exporting" in first.stderr and "once" in first.stderr and "WARNING" not in first.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "exporting" not in again.stderr, again.stderr
 
 
 def test_bench_runs_on_tiny_model(tiny_model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -129,7 +130,21 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class _Notes(logging.Handler):
+    """crossrank's own log lines on stderr, one plain line each, from INFO up: a first use's export to
+    ONNX (tens of seconds that would otherwise pass in silence), a fallback, a skipped optimization.
+    Python's last resort prints only warnings. Silent once the application configures logging (``serve``
+    does), whose handlers print them instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            typer.echo(self.format(record), err=True)
+
+
 def main() -> None:
+    notes = logging.getLogger("crossrank")
+    notes.addHandler(_Notes())
+    notes.setLevel(logging.INFO)
     app()
 
 

@@ -56,6 +56,7 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("crossrank").setLevel(logging.NOTSET)  # --log-level decides, not the CLI's default
     if not cfg.server.api_keys and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("crossrank.server").warning(
             "serving on %s without API keys: anyone who can reach this address can use the models",

@@ -9,6 +9,7 @@ content, so a changed checkpoint is exported again and an unchanged one never is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -16,6 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,21 @@ def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     return export(model, out, quantize=quantize)
 
 
+@contextlib.contextmanager
+def transformers_quietly() -> Iterator[None]:
+    """transformers' "Loading weights" bar off while a checkpoint loads for an export: the load takes a
+    second, and a bar for it in the middle of a command's own output (or a server's log) is noise."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_classifier(path: Path, name: str, **options: Any) -> Any:
     """The checkpoint as transformers' sequence classifier, refused when weights of it are missing.
 
@@ -144,8 +161,9 @@ def load_classifier(path: Path, name: str, **options: Any) -> Any:
     from transformers import AutoModelForSequenceClassification
 
     try:
-        hf, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True,
-                                                                      **options)
+        with transformers_quietly():
+            hf, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True,
+                                                                          **options)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types
         raise ModelLoadError(name, f"transformers could not load it: {exc}") from exc
     missing = [k for k in info.get("missing_keys", ()) if k.endswith(("weight", "bias"))]
@@ -270,12 +288,40 @@ def quantize_int8(src: Path, dst: Path, name: str) -> None:
     # off mid-write must not leave a half graph that every later load trusts.
     partial = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
     try:
-        quantize_dynamic(str(src), str(partial), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Attention", "Gemm"],
-                         nodes_to_exclude=_selection_matmuls(onnx.load(str(src))),
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        with _without_preprocess_advice():
+            quantize_dynamic(str(src), str(partial), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul", "Attention", "Gemm"],
+                             nodes_to_exclude=_selection_matmuls(onnx.load(str(src))),
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         os.replace(partial, dst)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(name, f"int8 quantization failed: {exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _keeps_record(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Please consider to run pre-processing before quantization")
+
+
+@contextlib.contextmanager
+def _without_preprocess_advice() -> Iterator[None]:
+    """ONNX Runtime's quantizer advises "pre-processing" (shape inference and graph optimization) through
+    the root logger; the graph it gets here is already ORT-optimized, and the int8 graph's speed and
+    agreement were measured as it is. Its module-level ``logging.warning`` would also configure the root
+    logger for the rest of the process ("WARNING:root:" lines, and every later record of any library
+    printed): while it runs, the root has a handler of the same kind as Python's last resort, and the
+    advice is dropped."""
+    root = logging.getLogger()
+    stand_in = None
+    if not root.handlers:
+        stand_in = logging.StreamHandler()
+        stand_in.setLevel(logging.WARNING)
+        root.addHandler(stand_in)
+    root.addFilter(_keeps_record)
+    try:
+        yield
+    finally:
+        root.removeFilter(_keeps_record)
+        if stand_in is not None:
+            root.removeHandler(stand_in)

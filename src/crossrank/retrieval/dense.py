@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from crossrank.engine.batching import CPU_BATCH_TOKENS, collate, plan
-from crossrank.engine.export import onnx_module, uses_token_type_ids
+from crossrank.engine.export import onnx_module, transformers_quietly, uses_token_type_ids
 from crossrank.engine.model import (
     ModelDir,
     cache_root,
@@ -94,8 +94,10 @@ def export_bi_encoder(source: ModelDir) -> Path:
         from transformers import AutoModel
     except ImportError as exc:
         raise MissingDependencyError(f"exporting the bi-encoder {source.name!r} to ONNX", "torch", "torch") from exc
+    log.info("exporting the bi-encoder %s to ONNX in %s (once; cached by content)", source.name, out)
     try:
-        hf = AutoModel.from_pretrained(str(source.path), dtype=torch.float32, attn_implementation="eager").eval()
+        with transformers_quietly():
+            hf = AutoModel.from_pretrained(str(source.path), dtype=torch.float32, attn_implementation="eager").eval()
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(source.name, f"transformers could not load it: {exc}") from exc
     uses_tt = uses_token_type_ids(hf)
