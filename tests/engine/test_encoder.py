@@ -382,6 +382,25 @@ def test_declared_activation_follows_sentence_transformers(tiny_model, tmp_path,
         np.testing.assert_allclose(ce.score(pairs), st.predict(pairs), atol=1e-5)
 
 
+def test_an_ignored_activation_is_warned_once(tiny_model, tmp_path, caplog):
+    """The first load exports the checkpoint and loads the export; both read the declaration (it was
+    warned twice), and loading it again is no news."""
+    import json
+    import logging
+    import shutil
+
+    model = tmp_path / "custom-activation"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    declared = {"sentence_transformers": {"activation_fn": "my_package.activations.Identity"}}
+    (model / "config.json").write_text(json.dumps({**config, **declared}))
+    with caplog.at_level(logging.WARNING, logger="crossrank"):
+        CrossEncoder(str(model), backend="onnx")
+        CrossEncoder(str(model), backend="onnx")
+    warned = [r for r in caplog.records if "declares the activation" in r.getMessage()]
+    assert len(warned) == 1 and "custom-activation" in warned[0].getMessage()
+
+
 def test_a_checkpoint_without_its_head_is_refused_and_two_labels_are_read_as_transformers_reads_them(
         tiny_model, tmp_path):
     """transformers draws missing weights at random (a bi-encoder passed as a cross-encoder scored noise,

@@ -122,15 +122,26 @@ def declared_activation(config: dict[str, Any], num_labels: int, name: str = "th
     if path is None:
         return default
     if not str(path).startswith("torch."):
-        log.warning("%s declares the activation %s, which sentence-transformers loads only with "
-                    "trust_remote_code; using %s, as it does without", name, path, default)
+        _warn_once("%s declares the activation %s, which sentence-transformers loads only with "
+                   "trust_remote_code; using %s, as it does without", name, path, default)
         return default
     last = str(path).rsplit(".", 1)[-1].lower()
     if last in DECLARABLE_ACTIVATIONS:
         return last
-    log.warning("%s declares the activation %s, which crossrank does not apply; using %s (pass activation= "
-                "to choose)", name, path, default)
+    _warn_once("%s declares the activation %s, which crossrank does not apply; using %s (pass activation= "
+               "to choose)", name, path, default)
     return default
+
+
+_warned: set[tuple[Any, ...]] = set()
+
+
+def _warn_once(message: str, *args: Any) -> None:
+    """A model's first load exports it and then loads the export: both read its declaration, and one
+    warning is what the user needs."""
+    if args not in _warned:
+        _warned.add(args)
+        log.warning(message, *args)
 
 
 def position_limit(config: dict[str, Any]) -> int:
@@ -378,7 +389,7 @@ def write_meta(out: Path, *, source: str, source_hash: str, config: dict[str, An
         "model_type": config.get("model_type"),
         "num_labels": num_labels,
         "labels": labels,
-        "activation": declared_activation(config, num_labels),
+        "activation": declared_activation(config, num_labels, source),
         "max_length": max_length,
         "quantized": quantized,
         "optimized": optimized,
