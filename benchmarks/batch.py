@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from crossrank.bench import count, run_script
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cranfield"
 
 
@@ -31,9 +33,9 @@ def make_rows(n: int, candidates: int, seed: int = 0) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=200)
-    ap.add_argument("--candidates", type=int, default=20)
-    ap.add_argument("--part-rows", type=int, default=10)
+    ap.add_argument("--rows", type=count, default=200)
+    ap.add_argument("--candidates", type=count, default=20)
+    ap.add_argument("--part-rows", type=count, default=10)
     ap.add_argument("--model", default=None)
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
@@ -76,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from crossrank.bench import run_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,9 +46,10 @@ def main() -> None:
     texts = median_ms(lambda: corpus.texts(on), 9)
     joined = median_ms(lambda: [join_fields(d, on) for d in docs[:100]], 101)
     engine = median_ms(lambda: document_texts(docs[:100], on), 101)
-    print(f"{args.label}: Corpus.texts {len(docs)} docs {texts:.2f} ms; join_fields 100 docs {joined * 1000:.0f} us;"
-          f" document_texts 100 dicts {engine * 1000:.0f} us")
+    few = min(100, len(docs))
+    print(f"{args.label}: Corpus.texts {len(docs)} docs {texts:.2f} ms; join_fields {few} docs {joined * 1000:.0f} us;"
+          f" document_texts {few} dicts {engine * 1000:.0f} us")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crossrank.bench import count, run_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,10 +68,10 @@ def dir_mib(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--embed", type=int, default=None, help="embed only this many documents for real")
-    parser.add_argument("--queries", type=int, default=200, help="queries for first-stage latency")
-    parser.add_argument("--rerank-queries", type=int, default=20, help="queries for end-to-end latency")
+    parser.add_argument("--docs", type=count, default=100_000)
+    parser.add_argument("--embed", type=count, default=None, help="embed only this many documents for real")
+    parser.add_argument("--queries", type=count, default=200, help="queries for first-stage latency")
+    parser.add_argument("--rerank-queries", type=count, default=20, help="queries for end-to-end latency")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=Path("/tmp/crossrank-bench.idx"))
     args = parser.parse_args()
@@ -156,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -79,11 +79,28 @@ def test_first_use_export_is_announced(tiny_model, tmp_path):
 
 
 def test_bench_runs_on_tiny_model(tiny_model):
-    result = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "1", "--no-peer"])
+    # with the peer: the tiny model has 64 positions, and sentence-transformers was given 512 tokens of
+    # each 70-word passage (a crash; on a model with a shorter tokenizer limit, other inputs than ours)
+    result = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "1"])
     assert result.exit_code == 0, result.output
     assert "passages" in result.stdout and "crossrank onnx int8" in result.stdout
+    assert "sentence-transformers (torch)" in result.stdout and "max_length 64" in result.stdout
     zero = runner.invoke(app, ["bench", "--model", str(tiny_model), "--repeats", "0", "--no-peer"])
     assert zero.exit_code == 2 and "repeats must be an integer >= 1" in zero.output
+
+
+def test_bench_texts_are_distinct_without_the_shared_data(monkeypatch, tmp_path):
+    """An installed package finds no Cranfield: the fallback paragraph must still give 100 distinct texts
+    (repeats are scored once by crossrank and every time by the peer, flattering crossrank's ratio)."""
+    from crossrank.bench import latency
+
+    monkeypatch.setattr(latency, "CRANFIELD", tmp_path / "absent.jsonl")
+    words, origin = latency.corpus_words()
+    assert "built-in" in origin
+    for kind in ("titles", "passages"):
+        assert len(set(latency.texts(kind, 100, words))) == 100
+    missing = runner.invoke(app, ["bench", "--corpus", str(tmp_path / "nope.jsonl"), "--no-peer"])
+    assert missing.exit_code == 2 and "nope.jsonl" in missing.output
 
 
 def test_bench_p90_is_the_nearest_rank_not_the_maximum():

@@ -1,12 +1,15 @@
 """Latency of one query against 1, 10 and 100 documents: sentence-transformers vs crossrank backends.
 
 Texts are real: titles (~12 words) and passages (~70 words) cut from the Cranfield collection when
-``../shared/data`` is present, otherwise from a built-in paragraph. Every engine scores the same
-pairs from the same checkpoint in the same run; ratios are to sentence-transformers' p50.
+``../shared/data`` holds it (or from any JSONL corpus given), otherwise from a built-in paragraph; the
+header says which.
+Every engine scores the same pairs, cut at the same ``max_length``, from the same checkpoint in the same
+run; ratios are to the first engine's p50 (sentence-transformers unless ``include_peer=False``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -29,12 +32,28 @@ FALLBACK = (
 QUERY = "heat transfer in composite slabs"  # a typical short search query
 
 
-def corpus_words(data_dir: Path | None) -> list[list[str]]:
-    path = (data_dir or Path(__file__).resolve().parents[3].parent / "shared" / "data") / "cranfield" / "corpus.jsonl"
+#: Cranfield's abstracts beside a source checkout (an installed package finds none there)
+CRANFIELD = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cranfield" / "corpus.jsonl"
+
+
+def corpus_words(corpus: Path | None = None) -> tuple[list[list[str]], str]:
+    """Word lists to cut the texts from (the first 400 documents' ``text``), and where they came from."""
+    from crossrank.errors import InputError
+
+    path = corpus or CRANFIELD
     if path.exists():
-        with path.open() as fh:
-            return [json.loads(line)["text"].split() for line in fh][:400]
-    return [FALLBACK[i:] + FALLBACK[:i] for i in range(len(FALLBACK))]
+        try:
+            with path.open(encoding="utf-8") as fh:
+                docs = [json.loads(line)["text"].split() for line in fh if line.strip()][:400]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a JSONL corpus with a \"text\" field ({exc})") from None
+        return docs, str(path)
+    if corpus is not None:
+        raise InputError(f"{corpus}: no such file")
+    # Every rotation of the paragraph, forwards and backwards: as many distinct texts as the 100-document
+    # points need (identical pairs are scored once by crossrank and every time by a peer).
+    rotations = [FALLBACK[i:] + FALLBACK[:i] for i in range(len(FALLBACK))]
+    return rotations + [r[::-1] for r in rotations], "a built-in paragraph (no Cranfield collection found)"
 
 
 def texts(kind: str, n: int, docs: list[list[str]]) -> list[str]:
@@ -64,14 +83,23 @@ def p50_p90(times: list[float]) -> tuple[float, float]:
 
 
 def gemm_peak_gflops(threads: int) -> float:
-    """Measured fp32 GEMM rate of this machine (numpy/BLAS), the ceiling for the fp32 paths."""
+    """Measured fp32 GEMM rate of this machine (numpy/BLAS) on the engines' thread count, the ceiling
+    for the fp32 paths."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without the bench extra (it brings threadpoolctl): BLAS's own thread count
+        limits: contextlib.AbstractContextManager = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(threads, user_api="blas")
     a = np.random.default_rng(0).standard_normal((1536, 1536), dtype=np.float32)
     b = a.T.copy()
-    a @ b
-    t = time.perf_counter()
-    for _ in range(8):
+    with limits:
         a @ b
-    return 8 * 2 * 1536**3 / (time.perf_counter() - t) / 1e9
+        t = time.perf_counter()
+        for _ in range(8):
+            a @ b
+        elapsed = time.perf_counter() - t
+    return 8 * 2 * 1536**3 / elapsed / 1e9
 
 
 def encoder_flops(config: dict, lengths: np.ndarray) -> float:
@@ -91,7 +119,7 @@ def encoder_flops(config: dict, lengths: np.ndarray) -> float:
 
 def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
         kinds: tuple[str, ...] = ("titles", "passages"),
-        repeats: int = 10, include_peer: bool = True, data_dir: Path | None = None,
+        repeats: int = 10, include_peer: bool = True, corpus: Path | None = None,
         echo: Callable[[str], None] = print) -> list[dict]:
     from crossrank import CrossEncoder
     from crossrank.checks import integer
@@ -104,31 +132,40 @@ def run(model: str | None = None, sizes: tuple[int, ...] = (1, 10, 100),
     if include_peer and source.kind == "export":
         raise InputError(f"{source.name} is a crossrank ONNX export, which sentence-transformers cannot load: "
                          "benchmark the Hugging Face checkpoint it came from, or pass --no-peer")
+    docs, origin = corpus_words(corpus)  # before the models load: a wrong --corpus fails at once
     path = str(source.path)
     threads = default_threads()
-    engines: dict[str, Callable[[list[tuple[str, str]]], object]] = {}
-    if include_peer:
-        import torch
-        from sentence_transformers import CrossEncoder as STCrossEncoder
-
-        torch.set_num_threads(threads)
-        st = STCrossEncoder(path, device="cpu", max_length=512)
-        engines["sentence-transformers (torch)"] = lambda pairs: st.predict(pairs, batch_size=32)
     ours = {
         "crossrank onnx fp32": CrossEncoder(path, backend="onnx"),
         "crossrank onnx int8": CrossEncoder(path, backend="onnx", quantize="int8"),
     }
+    ref = ours["crossrank onnx fp32"]
+    engines: dict[str, Callable[[list[tuple[str, str]]], object]] = {}
+    if include_peer:
+        try:
+            import torch
+            from sentence_transformers import CrossEncoder as STCrossEncoder
+        except ImportError as exc:
+            raise InputError(f"the sentence-transformers peer needs {exc.name}: pip install 'crossrank[bench]', "
+                             "or pass --no-peer") from None
+        torch.set_num_threads(threads)
+        # The limit crossrank resolved (the model's, capped by its positions): both engines read the
+        # same tokens, and a model with fewer than 512 positions does not crash the peer.
+        st = STCrossEncoder(path, device="cpu", max_length=ref.max_length)
+        engines["sentence-transformers (torch)"] = lambda pairs: st.predict(pairs, batch_size=32)
     for name, ce in ours.items():
         engines[name] = ce.score
-    docs = corpus_words(data_dir)
     peak = gemm_peak_gflops(threads)
     echo(f"machine: {platform.processor() or platform.machine()}, {threads} threads; "
          f"measured fp32 GEMM peak {peak:.0f} GFLOP/s")
+    echo(f"texts: {origin}; max_length {ref.max_length}; x = p50 / {next(iter(engines))}'s p50")
     rows = []
-    ref = ours["crossrank onnx fp32"]
     for kind in kinds:
         for n in sizes:
             pairs = [(QUERY, t) for t in texts(kind, n, docs)]
+            if len(set(pairs)) < n:  # crossrank scores a repeated pair once, a peer every time
+                raise InputError(f"only {len(set(pairs))} distinct {kind} for {n} documents: pass a larger "
+                                 "--corpus")
             enc = ref.tokenizer.encode([q for q, _ in pairs], [d for _, d in pairs])
             flops = encoder_flops(source.config, enc.lengths)
             base = None

@@ -106,12 +106,14 @@ def bench(
     model: Annotated[str | None, typer.Option(help="checkpoint to benchmark (default: built-in MiniLM-L6)")] = None,
     repeats: Annotated[int, typer.Option(help="timed runs per point")] = 10,
     peer: Annotated[bool, typer.Option(help="also run sentence-transformers")] = True,
+    corpus: Annotated[Path | None, typer.Option(help="JSONL corpus to cut texts from (default: Cranfield's "
+                                                     "abstracts in ../shared/data when present)")] = None,
 ) -> None:
     """Latency of 1/10/100 titles and passages: sentence-transformers vs crossrank's backends."""
     from crossrank.bench.latency import run
 
     try:
-        run(model, repeats=repeats, include_peer=peer, echo=typer.echo)
+        run(model, repeats=repeats, include_peer=peer, corpus=corpus, echo=typer.echo)
     except CrossrankError as exc:
         _fail(exc)
 

@@ -70,15 +70,21 @@ def start(args: Sequence[str] = (), *, log: Path, env: Mapping[str, str] | None 
                                 stdout=out, stderr=subprocess.STDOUT, env=child_env)
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise ServerStartError(f"crossrank serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            server.stop(10)
-            raise ServerStartError(f"crossrank serve was not ready in {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{server.url}/ready", timeout=5).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise ServerStartError(f"crossrank serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"crossrank serve was not ready in {timeout:.0f} s:\n"
+                                       f"{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{server.url}/ready", timeout=5).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    except BaseException:
+        # Not ready, or the caller interrupted (Ctrl-C, a signal turned into SystemExit): the child is
+        # ours to stop, or it outlives the caller.
+        server.stop(10)
+        raise
