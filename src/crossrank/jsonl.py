@@ -30,6 +30,8 @@ def read_objects(path: Path, *, errors: str = "replace", required: str | None = 
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            except RecursionError:  # Python's parser recurses once per level of nesting
+                raise InputError(f"{path}:{n}: JSON nested too deeply to read") from None
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{n}: each line must be a JSON object")
             if required is not None and required not in row:

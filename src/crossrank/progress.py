@@ -48,4 +48,4 @@ class Bar(Progress):
             fields = "".join(f" {k}={v:.4f}" if isinstance(v, float) else f" {k}={v}" for k, v in task.fields.items())
             line = (f"{task.description} {task.completed:g}/{task.total:g}{fields} "
                     f"({time.perf_counter() - self._started:.0f} s)")
-        self.console.print(line, soft_wrap=True, highlight=False)
+        self.console.print(line, soft_wrap=True, highlight=False, markup=False)

@@ -67,6 +67,19 @@ def test_export_then_help_subprocess(tiny_model, tmp_path):
     assert "rerank" in help_.stdout and "export" in help_.stdout
 
 
+def test_export_refuses_a_directory_of_other_files(tiny_model, tmp_path):
+    """An export writes config.json, tokenizer.json... by name: into a project or the checkpoint itself it
+    replaced the user's files."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.json").write_text('{"mine": true}')
+    result = runner.invoke(app, ["export", str(tiny_model), "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "not a crossrank export" in result.output
+    assert (tmp_path / "mine" / "config.json").read_text() == '{"mine": true}'
+    for _ in range(2):  # a new directory, then the same one again: an earlier export is replaced
+        again = runner.invoke(app, ["export", str(tiny_model), "--out", str(tmp_path / "exp")])
+        assert again.exit_code == 0, again.output
+
+
 def test_first_use_export_is_announced(tiny_model, tmp_path):
     """A first use exports the checkpoint (tens of seconds on a real model): the CLI says so, once."""
     env = {**os.environ, "CROSSRANK_CACHE": str(tmp_path / "cache")}

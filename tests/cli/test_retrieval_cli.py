@@ -148,3 +148,73 @@ def test_json_output_is_standard_json(tmp_path):
                            input='{"text": "a", "x": Infinity}\n')
     assert ranked.exit_code == 0, ranked.output
     json.loads(ranked.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output"))
+
+
+def test_document_text_is_shown_as_text_not_markup(tmp_path):
+    """Rich read "[/b]" in a title as a closing tag (MarkupError, exit 1) and dropped "[str]" from code."""
+    corpus = tmp_path / "code.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "title": "Foo [/b] bears", "text": "List[str] and [bold]bears"}) + "\n"
+                      + json.dumps({"id": "b", "title": "other", "text": "nothing here"}) + "\n")
+    built = runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "code.idx"), "--no-dense"])
+    assert built.exit_code == 0, built.output
+    found = runner.invoke(app, ["search", str(tmp_path / "code.idx"), "bears"])
+    assert found.exit_code == 0, found.output
+    assert "Foo [/b] bears" in found.stdout and "List[str] and [bold]bears" in found.stdout
+
+
+def test_conflicting_or_empty_flags_are_refused_before_any_work(movies_index, tiny_model, tmp_path):
+    cases = [
+        (["search", str(movies_index), "q", "--model", ""], "--model is empty"),  # an unset $VARIABLE
+        (["search", str(movies_index), "q", "--fuse"], "--fuse"),
+        (["search", str(movies_index), "q", "--model", str(tiny_model), "--window", "0"], "reranks nothing"),
+        (["index", "sample", "--out", str(tmp_path / "x.idx"), "--no-dense", "--ann"], "--no-dense"),
+        (["eval", str(tmp_path), "--model", ""], "--model is empty"),
+        (["rerank", "q", "d", "--backend", "bogus"], "unknown backend 'bogus'"),
+        (["serve", "--log-level", "bogus"], "--log-level 'bogus'"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert "None" not in result.output
+
+
+def test_index_destination_is_checked_first_and_an_interrupted_save_is_replaced(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    refused = runner.invoke(app, ["index", "sample", "--out", str(tmp_path / "afile"), "--no-dense"])
+    assert refused.exit_code == 2 and "is a file" in refused.output
+    assert "BM25" not in refused.output  # refused before the build, not after it
+    # what a save cut off before its manifest leaves: the index's own entries only, and a dead process's scratch
+    left = tmp_path / "left.idx"
+    (left / "bm25").mkdir(parents=True)
+    (left / "corpus.jsonl").write_text("{}\n")
+    (tmp_path / "left.idx.tmp999999999").mkdir()
+    rebuilt = runner.invoke(app, ["index", "sample", "--out", str(left), "--no-dense"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (left / "manifest.json").exists() and not (tmp_path / "left.idx.tmp999999999").exists()
+    (left / "notes.txt").write_text("mine")  # a directory with the user's files in it is still refused
+    (left / "manifest.json").unlink()
+    assert runner.invoke(app, ["index", "sample", "--out", str(left), "--no-dense"]).exit_code == 2
+
+
+def test_a_damaged_index_corpus_is_named_as_such(movies_index, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy.idx"
+    shutil.copytree(movies_index, copy)
+    (copy / "corpus.jsonl").write_text("")
+    result = runner.invoke(app, ["search", str(copy), "q"])
+    assert result.exit_code == 2 and "copy.idx/corpus.jsonl holds 0 documents" in result.output
+
+
+def test_os_errors_and_deep_json_end_in_one_line(tiny_model):
+    """Failures the OS reports (here a full stdout) and JSON too deep for Python's parser: exit 2, one
+    line, no traceback."""
+    cli = [sys.executable, "-m", "crossrank.cli.app"]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*cli, "rerank", "q", "a", "--model", str(tiny_model)], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2 and "No space left" in proc.stderr and "Traceback" not in proc.stderr
+    deep = '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    proc = subprocess.run([*cli, "rerank", "q", "--model", str(tiny_model)], input=deep, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "nested too deeply" in proc.stderr and "Traceback" not in proc.stderr

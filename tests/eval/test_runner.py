@@ -98,3 +98,26 @@ def test_a_window_of_zero_is_refused_for_rerank_rows_and_fallbacks_are_shown(tin
     _print_table([failed], [])
     shown = capsys.readouterr().out
     assert "35/35 not reranked" in shown and "the ranker failed on 35 of 35" in shown
+
+
+def test_duplicate_query_ids_are_refused(tmp_path):
+    """The last of two queries with one id silently replaced the first: evaluated as another text."""
+    import shutil
+
+    shutil.copytree(ADI, tmp_path / "adi")
+    with (tmp_path / "adi" / "queries.jsonl").open("a") as fh:
+        fh.write('{"_id": "1", "text": "a different query"}\n')
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "adi"), "--methods", "bm25"])
+    assert result.exit_code == 2 and "duplicate _id '1'" in result.output
+
+
+def test_bm25_only_builds_no_vectors_and_a_damaged_cache_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("CROSSRANK_CACHE", str(tmp_path / "cache"))
+    first = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--json"])
+    assert first.exit_code == 0, first.output
+    (cached,) = (tmp_path / "cache" / "eval-index").iterdir()
+    assert "dense" not in cached.name and not (cached / "dense").exists()
+    (cached / "corpus.jsonl").write_text("")  # damaged: the cache is crossrank's to mend, not the user's
+    again = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["results"][0]["ndcg@10"] == json.loads(first.stdout)["results"][0]["ndcg@10"]

@@ -176,3 +176,13 @@ def test_a_local_bi_encoder_is_stored_as_an_absolute_path(tmp_path, monkeypatch)
     monkeypatch.chdir("/")
     loaded = Index.load(tmp_path / "idx")
     assert loaded.embed_query("bears").shape == (384,)
+
+
+def test_a_graph_of_other_vectors_is_refused(tmp_path):
+    """An HNSW graph is checked against its vectors: one copied from another index answered with its
+    own 3 documents' ids and scores."""
+    VectorIndex(_random_unit(65, 16, seed=3), ann=True).save(tmp_path / "big")
+    VectorIndex(_random_unit(3, 16, seed=4), ann=True).save(tmp_path / "small")
+    (tmp_path / "big" / "hnsw.usearch").write_bytes((tmp_path / "small" / "hnsw.usearch").read_bytes())
+    with pytest.raises(InputError, match="3 vectors of 16 dimensions, vectors.npy 65"):
+        VectorIndex.load(tmp_path / "big", ann=True)

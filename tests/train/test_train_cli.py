@@ -41,7 +41,10 @@ def test_training_on_the_held_out_collection_is_refused(tiny_model, toy_collecti
     assert nothing.exit_code == 2 and "no training data" in nothing.output
     # found before any group is built: an --out that is a file, an unknown quantization, negative counts
     (tmp_path / "a-file").write_text("")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "README.md").write_text("mine")  # the model card's name: `--out .` overwrote it
     for args, why in ((["--out", str(tmp_path / "a-file")], "is a file"),
+                      (["--out", str(tmp_path / "project")], "not a crossrank training directory"),
                       (["--out", str(tmp_path / "m"), "--quantize", "int4"], "unknown quantization"),
                       (["--out", str(tmp_path / "m"), "--pseudo", str(train_dir), "--pseudo-count", "-5"],
                        "pseudo_count"),
@@ -49,6 +52,7 @@ def test_training_on_the_held_out_collection_is_refused(tiny_model, toy_collecti
                       (["--out", str(tmp_path / "m"), "--teacher", str(tiny_model)], "set --distill above 0")):
         refused = runner.invoke(app, ["train", "--data", str(train_dir), "--base", str(tiny_model), *args])
         assert refused.exit_code == 2 and why in refused.output, refused.output
+    assert (tmp_path / "project" / "README.md").read_text() == "mine"
 
 
 def test_adapt_on_a_plain_jsonl_corpus(tiny_model, toy_collections, tmp_path):
@@ -57,10 +61,11 @@ def test_adapt_on_a_plain_jsonl_corpus(tiny_model, toy_collections, tmp_path):
     _, held_out = toy_collections
     corpus = tmp_path / "corpus.jsonl"
     rows = [json.loads(line) for line in (held_out / "corpus.jsonl").read_text().splitlines()]
-    corpus.write_text("\n".join(json.dumps({"id": r["_id"], "title": r["title"], "text": r["text"]}) for r in rows))
+    # ids under a name crossrank does not guess: --id-field names it
+    corpus.write_text("\n".join(json.dumps({"key": r["_id"], "title": r["title"], "text": r["text"]}) for r in rows))
     out = tmp_path / "adapted"
     result = runner.invoke(app, ["adapt", str(corpus), "--out", str(out), "--base", str(tiny_model), "--steps", "2",
-                                 "--pseudo-count", "6", "--held-out", str(held_out), "--quiet"])
+                                 "--pseudo-count", "6", "--held-out", str(held_out), "--quiet", "--id-field", "key"])
     assert result.exit_code == 0, result.output
     card = (out / "README.md").read_text()
     assert "crossrank adapt" in card and str(corpus) in card and "| hybrid (no rerank) |" in card

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -42,6 +43,8 @@ def _read_stdin_documents() -> list:
             try:
                 docs.append(json.loads(line))
                 continue
+            except RecursionError:  # Python's parser recurses once per level of nesting
+                raise InputError(f"stdin line {n}: JSON nested too deeply to read") from None
             except json.JSONDecodeError as exc:
                 if broken is None and line.lstrip().startswith("{"):
                     broken = (n, exc)
@@ -89,13 +92,14 @@ def export(
 ) -> None:
     """Export a Hugging Face checkpoint to crossrank's optimized ONNX format."""
     from crossrank.engine.export import export as do_export
+    from crossrank.engine.export import export_destination
     from crossrank.engine.model import resolve
 
     if quantize not in (None, "int8"):
         typer.echo("error: --quantize takes only int8", err=True)
         raise typer.Exit(2)
     try:
-        result = do_export(resolve(model), out, quantize=quantize)
+        result = do_export(resolve(model), export_destination(out), quantize=quantize)
     except CrossrankError as exc:
         _fail(exc)
     typer.echo(f"exported {model} to {result.path}")
@@ -147,7 +151,16 @@ def main() -> None:
     notes = logging.getLogger("crossrank")
     notes.addHandler(_Notes())
     notes.setLevel(logging.INFO)
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # `crossrank search ... | head -1`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        raise SystemExit(1) from None
+    except OSError as exc:
+        # What the operating system refused, wherever it surfaced: a file that cannot be read, a directory
+        # where a file belongs, a full disk or stdout. One line, not a traceback.
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def eval_command(
 ) -> None:
     """NDCG@10, MRR@10 and Recall@100 per method, with per-query stage latency (ir-measures)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress, TaskID
 
     from crossrank.cli.app import _fail
@@ -70,6 +71,8 @@ def eval_command(
         except InputError as exc:
             _fail(exc)
     try:
+        if model is not None and not model.strip():  # an unset $VARIABLE: not "no model"
+            raise InputError("--model is empty")
         methods = methods or (DEFAULT_METHODS_WITH_MODEL if model else DEFAULT_METHODS)
         parsed = [parse_method(m.strip()) for m in methods.split(",") if m.strip()]
         if compare:
@@ -77,6 +80,8 @@ def eval_command(
             parsed += [parse_method(m) for m in missing]
         if not parsed:
             raise InputError(f"--methods {methods!r} names no method")
+        # BM25-only methods need no embeddings (minutes per collection on a CPU); MMR diversifies by them
+        needs_dense = any("dense" in m.retrievers or m.mmr for m in parsed)
         if window < 1 and any(m.rerank for m in parsed):
             raise InputError(f"--window {window} reranks nothing: a '+rerank' row would be its first stage's")
         ranker = None
@@ -92,19 +97,19 @@ def eval_command(
         for path in _collections(data_dir):
             collection = load_collection(path, split)
             for note in collection.notes:
-                console.print(f"[yellow]{collection.name}: {note}[/]")
+                console.print(f"[yellow]{escape(collection.name)}: {escape(note)}[/]")
             with Progress(console=console, transient=True, disable=as_json) as bar:
-                task = bar.add_task(f"{collection.name}: index", total=None)
+                task = bar.add_task(f"{escape(collection.name)}: index", total=None)
 
-                def report(stage: str, done: int, total: int, task: TaskID = task, name: str = collection.name
+                def report(stage: str, done: int, total: int, task: TaskID = task, name: str = escape(collection.name)
                            ) -> None:
                     bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
 
                 index = index_for(collection, comma_list(fields, DEFAULT_FIELDS), progress=report,
-                                  dense_windows=dense_windows)
+                                  dense_windows=dense_windows, dense=needs_dense)
                 by_method = {}
                 for m in parsed:
-                    bar.update(task, description=f"{collection.name}: {m.name}", completed=0,
+                    bar.update(task, description=f"{escape(collection.name)}: {m.name}", completed=0,
                                total=len(collection.queries))
                     by_method[m.name] = run_method(index, collection, m, window=window, ranker=ranker,
                                                    progress=partial(bar.advance, task))
@@ -135,7 +140,9 @@ def eval_command(
 
 def _print_table(results: list, comparisons: list) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="crossrank eval", show_lines=False)
     for col in ("collection", "method", "NDCG@10", "MRR@10", "R@100", "first stage ms", "rerank ms", "total ms"):
@@ -147,14 +154,14 @@ def _print_table(results: list, comparisons: list) -> None:
         if r.fallbacks:  # the ranker failed on some queries: those kept their first-stage order
             method += f" ({r.fallbacks}/{r.queries} not reranked)"
             fell_back.append(r)
-        table.add_row(r.collection, method, f"{r.measures['ndcg@10']:.3f}", f"{r.measures['mrr@10']:.3f}",
+        table.add_row(Text(r.collection), Text(method), f"{r.measures['ndcg@10']:.3f}", f"{r.measures['mrr@10']:.3f}",
                       f"{r.measures['recall@100']:.3f}", f"{lat.get('first_stage', {}).get('p50', 0):.1f}",
                       f"{lat['rerank']['p50']:.1f}" if "rerank" in lat else "-",
                       f"{lat.get('total', {}).get('p50', 0):.1f}")
     console = Console(width=None if Console().is_terminal else 120)
     console.print(table)
     for r in fell_back:
-        console.print(f"[yellow]{r.collection} {r.method}: the ranker failed on {r.fallbacks} of {r.queries} "
+        console.print(f"[yellow]{escape(r.collection)} {r.method}: the ranker failed on {r.fallbacks} of {r.queries} "
                       "queries, which kept their first-stage order (see the log)[/]")
     for name, c in comparisons:
         verdict = "significant" if c.significant() else "not significant"

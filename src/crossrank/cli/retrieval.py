@@ -67,9 +67,13 @@ def index(
 
     from crossrank.progress import Bar
     from crossrank.retrieval import BM25Config, Index, load_corpus, sample_corpus_path
+    from crossrank.retrieval.index import index_destination
 
     path = sample_corpus_path() if corpus == SAMPLE and not Path(corpus).exists() else Path(corpus)
     try:
+        if ann is not None and not dense:
+            raise InputError("--ann/--exact choose how dense vectors are searched: not with --no-dense")
+        index_destination(out)  # before the build: minutes of embedding must not end in "cannot write"
         docs = load_corpus(path, id_field=id_field)
         config = BM25Config(stopwords=None if stopwords == "none" else stopwords,
                             stemmer=None if stemmer == "none" else stemmer)
@@ -133,6 +137,9 @@ def search(
     from crossrank.retrieval import CascadeRanker, FusedRanker, Index, LocalRanker, RemoteRanker, build_pipeline
 
     try:
+        for flag, value in (("--model", model), ("--cascade-model", cascade_model), ("--remote", remote)):
+            if value is not None and not value.strip():  # an unset $VARIABLE: not "no model"
+                raise InputError(f"{flag} is empty")
         if remote and rerank is False:  # --remote only says where to rerank
             raise InputError("--no-rerank with --remote: drop one (--remote names the ranker to rerank with)")
         if cascade_model and (remote or not model):
@@ -147,7 +154,11 @@ def search(
             ranker = LocalRanker(model)  # the engine warns if this is the random-head built-in
             if cascade_model:
                 ranker = CascadeRanker(ranker, LocalRanker(cascade_model), keep=cascade_keep)
-        if fuse and ranker is not None:
+        if fuse and ranker is None:
+            raise InputError("--fuse fuses a rerank into the first stage: give --model or --remote to rerank with")
+        if ranker is not None and window < 1:
+            raise InputError(f"--window {window} reranks nothing: the model would load and never score")
+        if fuse:
             ranker = FusedRanker(ranker, k=rrf_k)
         pipeline = build_pipeline(idx, retrievers=comma_list(retrievers), rrf_k=rrf_k, weights=_weights(weights),
                                   mmr_lambda=mmr, ranker=ranker, on=comma_list(on))
@@ -165,15 +176,19 @@ def search(
 
 
 def _print_result(result: SearchResult) -> None:
+    """A table of the hits. Whatever came from the corpus or a remote server is shown as text, never read
+    as Rich markup: "List[str]" lost its brackets and "[/b]" ended the command with a MarkupError."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())
     window = f"  window {result.window}" if result.window else ""
     console.print(f"[bold]{result.method}[/bold]{window}  ({timings})")
     if result.fallback:
-        console.print(f"[yellow]fallback:[/yellow] {result.fallback}")
+        console.print(f"[yellow]fallback:[/yellow] {escape(result.fallback)}")
     table = Table(show_lines=False)
     reranked = any(hit.stage_score("rerank") is not None for hit in result.hits)
     columns = ["#", "title", *(["rerank"] if reranked else []), "rrf", "bm25 #", "dense #", "snippet"]
@@ -187,10 +202,10 @@ def _print_result(result: SearchResult) -> None:
         doc = hit.document
         title = str(doc.get("title") or hit.id)
         text = str(doc.get("text") or "")
-        table.add_row(str(hit.rank), title[:40], *([fmt(hit.stage_score("rerank"), ".4f")] if reranked else []),
+        table.add_row(str(hit.rank), Text(title[:40]), *([fmt(hit.stage_score("rerank"), ".4f")] if reranked else []),
                       fmt(hit.stage_score("rrf"), ".4f"),
                       fmt(hit.stage_rank("bm25"), "d"), fmt(hit.stage_rank("dense"), "d"),
-                      text[:80] + ("…" if len(text) > 80 else ""))
+                      Text(text[:80] + ("…" if len(text) > 80 else "")))
     console.print(table)
 
 

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from crossrank.server.config import Config
 
 
+#: uvicorn's log levels (it names trace, below debug, for Python's logging too)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def serve(
     config: Annotated[Path | None, typer.Option(help="crossrank.yaml; without it the built-in default model")] = None,
     model: Annotated[str | None, typer.Option(
@@ -22,7 +26,8 @@ def serve(
     quantize: Annotated[str | None, typer.Option(help="with --model: int8 (about 1.5x faster on CPU)")] = None,
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1, or server.host)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080, or server.port)")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn and crossrank log level")] = "info",
+    log_level: Annotated[str, typer.Option(
+        help="uvicorn and crossrank log level: critical, error, warning, info, debug or trace")] = "info",
     ray: Annotated[bool, typer.Option("--ray", help="deploy on Ray Serve (replicas, autoscaling)")] = False,
     replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (fixed; default 2)")] = None,
     max_replicas: Annotated[int | None, typer.Option(help="autoscale from --replicas up to this many")] = None,
@@ -52,9 +57,12 @@ def serve(
         cfg.server.host = host or cfg.server.host
         cfg.server.port = port if port is not None else cfg.server.port
         cfg.validate()  # the flags too: --port 70000 would otherwise bind a wrapped-around port
+        if log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"--log-level {log_level!r}: choose one of {', '.join(LOG_LEVELS)}")
     except CrossrankError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    log_level = log_level.lower()
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("crossrank").setLevel(logging.NOTSET)  # --log-level decides, not the CLI's default
     if not cfg.server.api_keys and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):

@@ -58,7 +58,7 @@ def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **r
 
             def report(message: str) -> None:
                 if not quiet:
-                    console.print(message)
+                    console.print(message, markup=False, highlight=False)
 
             def progress(step: int, running: float) -> None:
                 bar.update(task, completed=step, loss=running)
@@ -68,7 +68,7 @@ def _run(ctx: typer.Context, out: Path, config: TrainConfig, *, quiet: bool, **r
         _fail(exc)
     for e in result.evaluations:
         console.print(f"step {e['step']}: held-out {e['collection']} ndcg@10 {e['ndcg@10']:.4f} "
-                      f"mrr@10 {e['mrr@10']:.4f}")
+                      f"mrr@10 {e['mrr@10']:.4f}", markup=False, highlight=False)
     typer.echo(f"trained {result.steps} steps in {result.seconds / 60:.1f} min -> {out} (ONNX: {out / 'onnx'}; "
                f"card: {out / 'README.md'})")
 
@@ -101,6 +101,8 @@ def train_command(
     quantize: Annotated[str | None, typer.Option(help="also export int8")] = None,
     threads: Annotated[int | None, typer.Option(help="PyTorch threads (default: all cores)")] = None,
     fields: Annotated[str, typer.Option(help="document fields the model reads")] = "title,text",
+    id_field: Annotated[str | None, typer.Option(help="id column of --pseudo corpus files (default: id, _id, "
+                                                      "docid or doc_id)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Fine-tune a cross-encoder on judged collections (--data) and/or pseudo-queries from corpora (--pseudo).
@@ -115,7 +117,7 @@ def train_command(
                          eval_every=eval_every if held_out else 0, threads=threads)
     _run(ctx, out, config, quiet=quiet, judged=data or [], pseudo=pseudo or [], pseudo_count=pseudo_count,
          teacher=teacher, held_out=held_out, window=window, group_size=group_size, depth=depth,
-         fields=comma_list(fields, DEFAULT_FIELDS), resume=resume, quantize=quantize)
+         fields=comma_list(fields, DEFAULT_FIELDS), resume=resume, quantize=quantize, id_field=id_field)
 
 
 def adapt_command(
@@ -132,6 +134,8 @@ def adapt_command(
     seed: Annotated[int, typer.Option(help="seed")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from the newest checkpoint")] = False,
     fields: Annotated[str, typer.Option(help="document fields the model reads")] = "title,text",
+    id_field: Annotated[str | None, typer.Option(help="id column of a CORPUS file (default: id, _id, docid or "
+                                                      "doc_id)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Label-free domain adaptation: pseudo-queries from CORPUS, the hybrid as teacher, mined negatives.
@@ -144,7 +148,7 @@ def adapt_command(
     config = TrainConfig(base=base, loss="listwise", distill_weight=distill, steps=steps, lr=lr, max_length=256,
                          seed=seed)
     _run(ctx, out, config, quiet=quiet, pseudo=[corpus], pseudo_count=pseudo_count, held_out=held_out,
-         fields=comma_list(fields, DEFAULT_FIELDS), resume=resume)
+         fields=comma_list(fields, DEFAULT_FIELDS), resume=resume, id_field=id_field)
 
 
 def calibrate_command(

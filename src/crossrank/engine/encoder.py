@@ -98,9 +98,9 @@ class CrossEncoder:
         chunk_overlap: int = 32,
     ) -> None:
         if backend not in (*BACKENDS, "auto"):
-            raise ModelLoadError(str(model), f"unknown backend {backend!r}; expected auto, onnx or torch")
+            raise InputError(f"unknown backend {backend!r}; expected auto, onnx or torch")
         if quantize not in (None, "int8"):
-            raise ModelLoadError(str(model), f"unknown quantization {quantize!r}; expected None or 'int8'")
+            raise InputError(f"unknown quantization {quantize!r}; expected None or 'int8'")
         if activation not in act.ACTIVATIONS:
             raise InputError(f"unknown activation {activation!r}; expected one of {act.ACTIVATIONS}")
         integer(max_chunks_per_doc, "max_chunks_per_doc", minimum=1)

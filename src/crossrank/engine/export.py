@@ -24,6 +24,7 @@ from typing import Any
 from crossrank.checks import output_dir
 from crossrank.engine.first_token import first_token_last_layer
 from crossrank.engine.model import (
+    EXPORT_META,
     ModelDir,
     cache_root,
     content_hash,
@@ -35,7 +36,7 @@ from crossrank.engine.model import (
     write_clean_tokenizer,
     write_meta,
 )
-from crossrank.errors import MissingDependencyError, ModelLoadError
+from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,17 @@ def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize:
         for made in sorted(tmp.iterdir(), key=lambda p: p.name == "crossrank.json"):
             os.replace(made, out / made.name)
     return inspect_dir(model.name, out)
+
+
+def export_destination(path: Path) -> Path:
+    """``path`` as a directory a user's export may be written to: new, empty or an earlier export. An
+    export replaces config.json, tokenizer.json and the rest of its files by name: in a directory of
+    other things (a project, the checkpoint itself) that would overwrite the user's files."""
+    out = output_dir(path, "export directory")
+    if not (out / EXPORT_META).exists() and any(out.iterdir()):
+        raise InputError(f"{out} holds files and is not a crossrank export; refusing to write an export over "
+                         "them (choose a new or empty directory)")
+    return out
 
 
 #: what an export directory holds; a new export into the directory replaces all of it, so no graph,

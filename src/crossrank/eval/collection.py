@@ -6,11 +6,15 @@ would count as a zero for every method and drag all of them down alike, hiding r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from crossrank.errors import InputError
 from crossrank.jsonl import read_objects
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,14 +74,26 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def _by_id(path: Path, value: Callable[[dict[str, Any]], T]) -> dict[str, T]:
+    """Rows by ``_id``; a repeated id is an error (the last row silently replaced the first, so a judged
+    query could be evaluated as another text)."""
+    out: dict[str, T] = {}
+    for n, row in enumerate(_read_jsonl(path), 1):
+        key = str(row["_id"])
+        if key in out:
+            raise InputError(f"{path}: duplicate _id {key!r} (record {n})")
+        out[key] = value(row)
+    return out
+
+
 def load_collection(path: str | Path, split: str = "test") -> Collection:
     """Load a BEIR-layout directory; queries without judgments in ``split`` are dropped."""
     root = Path(path)
     if not root.is_dir():
         raise InputError(f"{root} is not a directory (expected a BEIR-layout collection)")
     qrels = read_qrels(root / "qrels" / f"{split}.tsv")
-    corpus = {str(row["_id"]): row for row in _read_jsonl(root / "corpus.jsonl")}
-    queries = {str(row["_id"]): str(row.get("text") or "") for row in _read_jsonl(root / "queries.jsonl")}
+    corpus = _by_id(root / "corpus.jsonl", lambda row: row)
+    queries = _by_id(root / "queries.jsonl", lambda row: str(row.get("text") or ""))
     judged: dict[str, str] = {}
     unfindable = absent = unknown = 0
     for qid, grades in qrels.items():

@@ -9,6 +9,8 @@ A method is written the way the pipeline names itself: a first stage (``bm25``, 
 from __future__ import annotations
 
 import hashlib
+import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ import numpy as np
 from crossrank.errors import InputError
 from crossrank.eval.collection import Collection
 from crossrank.eval.metrics import evaluate, per_query
+
+log = logging.getLogger(__name__)
 
 FIRST_STAGES = {"bm25": ["bm25"], "dense": ["dense"], "hybrid": ["bm25", "dense"]}
 MODIFIERS = ("mmr", "rerank", "fuse")
@@ -77,8 +81,12 @@ def index_for(collection: Collection, fields: Sequence[str] = ("title", "text"),
     windows = f"-w{dense_windows}" if dense and dense_windows != 1 else ""
     key = f"{collection.name}-{digest}-{'-'.join(fields)}{'-dense' if dense else ''}{windows}"
     path = cache_root() / "eval-index" / key
-    if (path / "manifest.json").is_file():
-        return Index.load(path)
+    if (path / "manifest.json").exists():
+        try:
+            return Index.load(path)
+        except InputError as exc:  # a cache: what is damaged is built again, not reported for the user to fix
+            log.warning("cached index of %s is damaged (%s); building it again", collection.name, exc)
+            shutil.rmtree(path, ignore_errors=True)
     index = Index.build(load_corpus(collection.corpus_path, id_field="_id"), list(fields), dense=dense,
                         progress=progress, dense_windows=dense_windows)
     index.save(path)

@@ -167,9 +167,12 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{n} is not valid JSON ({exc.msg})") from exc
+            except RecursionError:  # Python's parser recurses once per level of nesting
+                raise InputError(f"{path}:{n}: JSON nested too deeply to read") from None
+            yield record
 
 
 def _read_csv(path: Path) -> Iterable[dict[str, Any]]:

@@ -434,5 +434,8 @@ class VectorIndex:
         index = Index.restore(str(directory / "hnsw.usearch"))
         if index is None:
             raise InputError(f"{directory / 'hnsw.usearch'} is missing or not a usearch index")
+        if len(index) != len(vectors) or index.ndim != vectors.shape[1]:  # a graph of other vectors
+            raise InputError(f"{directory / 'hnsw.usearch'} holds {len(index)} vectors of {index.ndim} dimensions, "
+                             f"vectors.npy {len(vectors)} of {vectors.shape[1]}: rebuild the index")
         index.expansion_search = 64  # type: ignore[misc]  # settable at runtime; usearch's stub says read-only
         return cls(vectors, ann=True, ann_index=index, owner=owner)

@@ -32,6 +32,55 @@ MANIFEST = "manifest.json"
 INDEX_ENTRIES = ("corpus.jsonl", "bm25", "dense")
 
 
+def index_destination(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a directory an index may be saved to, or the ``InputError`` saving would end with:
+    checked before a build (minutes of embedding) as well as at the save."""
+    out = Path(path).expanduser().resolve()  # "." has no name to put a temporary sibling beside
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; an index is a directory")
+    if out.exists() and not _is_index(out) and not _holds_only_index_entries(out):
+        raise InputError(f"{out} exists and is not a crossrank index; refusing to overwrite it")
+    if not os.access(out if out.exists() else _existing_parent(out), os.W_OK):
+        raise InputError(f"cannot write the index to {out}: permission denied")
+    return out
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _holds_only_index_entries(directory: Path) -> bool:
+    """Empty, or what a save cut off before its manifest leaves (the manifest goes last): nothing of the
+    user's is in it, and the next save replaces it rather than refusing it for good."""
+    return all(entry.name in INDEX_ENTRIES for entry in directory.iterdir())
+
+
+TMP_SUFFIX = ".tmp"  # a save writes into "<name>.tmp<pid>" beside the index
+
+
+def _remove_abandoned_saves(out: Path) -> None:
+    """Delete the scratch directories of saves whose process is gone (a killed save left its copy of the
+    index behind for good)."""
+    for scratch in out.parent.glob(f"{out.name}{TMP_SUFFIX}*"):
+        pid = scratch.name[len(out.name) + len(TMP_SUFFIX):]
+        if pid.isdigit() and scratch.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would send a Ctrl-C, not probe
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _is_index(directory: Path) -> bool:
     """Whether ``directory`` holds a crossrank index (a manifest.json of another kind does not count)."""
     try:
@@ -122,18 +171,15 @@ class Index:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index to a directory (replacing an index already there, never other files)."""
-        out = Path(path).resolve()  # "." has no name to put a temporary sibling beside
-        if out.exists() and not out.is_dir():
-            raise InputError(f"{out} is a file; an index is a directory")
-        if out.exists() and not _is_index(out) and any(out.iterdir()):
-            raise InputError(f"{out} exists and is not a crossrank index; refusing to overwrite it")
+        out = index_destination(path)
         try:
             return self._save(out)
         except OSError as exc:  # no permission, disk full, a parent that is a file
             raise InputError(f"cannot write the index to {out}: {exc.strerror or exc}") from exc
 
     def _save(self, out: Path) -> Path:
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        _remove_abandoned_saves(out)
+        tmp = out.with_name(out.name + f"{TMP_SUFFIX}{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as fh:
@@ -191,9 +237,15 @@ class Index:
         if not (root / "corpus.jsonl").is_file():
             raise InputError(f"{root} lacks corpus.jsonl; rebuild the index")
         records = read_objects(root / "corpus.jsonl")  # names the file and line of a damaged record
+        if len(records) != manifest.get("documents", len(records)):
+            raise InputError(f"{root / 'corpus.jsonl'} holds {len(records)} documents, the manifest says "
+                             f"{manifest.get('documents')}: the index is damaged; rebuild it with `crossrank index`")
         try:
             id_field, fields, dense = manifest["id_field"], manifest["fields"], manifest.get("dense")
-            corpus = Corpus.from_records(records, id_field=id_field, source=manifest.get("source", str(root)))
+            # Errors in the records name the file they are in; the corpus then keeps the source it was
+            # indexed from (what a saved copy of this index records).
+            corpus = Corpus.from_records(records, id_field=id_field, source=str(root / "corpus.jsonl"))
+            corpus.source = str(manifest.get("source", corpus.source))
             bm25 = BM25Index.load(root / "bm25") if manifest.get("bm25") else None
             vectors = VectorIndex.load(root / "dense", ann=bool(dense["ann"])) if dense else None
             dim = int(dense["dim"]) if dense else None

@@ -22,12 +22,12 @@ from crossrank.checks import integer, output_dir
 from crossrank.errors import InputError
 from crossrank.jsonl import read_objects
 from crossrank.train.examples import Group, first_stage_searcher, judged_groups, pseudo_groups
-from crossrank.train.trainer import TrainConfig, TrainResult, train
+from crossrank.train.trainer import CHECKPOINTS, TrainConfig, TrainResult, train
 
 Report = Callable[[str], None]
 
 
-def _corpus_of(path: Path, fields: Sequence[str]) -> tuple[str, dict[str, dict], Any]:
+def _corpus_of(path: Path, fields: Sequence[str], id_field: str | None = None) -> tuple[str, dict[str, dict], Any]:
     """(name, {id: doc}, index) for a BEIR directory or a corpus file; the index is built once and cached."""
     from crossrank.eval.collection import Collection
     from crossrank.eval.runner import index_for
@@ -38,7 +38,7 @@ def _corpus_of(path: Path, fields: Sequence[str]) -> tuple[str, dict[str, dict],
         return path.name, corpus, index_for(collection, list(fields))
     from crossrank.retrieval import Index, load_corpus
 
-    loaded = load_corpus(path)
+    loaded = load_corpus(path, id_field=id_field)
     index = Index.build(loaded, list(fields))
     corpus = {str(doc_id): dict(doc) for doc_id, doc in zip(loaded.ids, loaded.documents, strict=True)}
     return path.stem, corpus, index
@@ -46,8 +46,9 @@ def _corpus_of(path: Path, fields: Sequence[str]) -> tuple[str, dict[str, dict],
 
 def build_groups(*, judged: Sequence[Path] = (), pseudo: Sequence[Path] = (), pseudo_count: int = 1000,
                  fields: Sequence[str] = ("title", "text"), group_size: int = 8, depth: int = 100, seed: int = 0,
-                 split: str = "test", report: Report | None = None) -> list[Group]:
-    """Groups from every source; ``pseudo_count`` is spread over the pseudo corpora by their size."""
+                 split: str = "test", report: Report | None = None, id_field: str | None = None) -> list[Group]:
+    """Groups from every source; ``pseudo_count`` is spread over the pseudo corpora by their size;
+    ``id_field`` names the id of pseudo corpora that are files (found by name when None)."""
     from crossrank.eval import load_collection
     from crossrank.eval.runner import index_for
 
@@ -60,7 +61,7 @@ def build_groups(*, judged: Sequence[Path] = (), pseudo: Sequence[Path] = (), ps
         if report:
             report(f"{collection.name}: {len(made)} judged groups")
         groups += made
-    corpora = [_corpus_of(Path(p), fields) for p in pseudo]
+    corpora = [_corpus_of(Path(p), fields, id_field) for p in pseudo]
     total = sum(len(c[1]) for c in corpora)
     for i, (name, corpus, index) in enumerate(corpora):
         count = max(1, round(pseudo_count * len(corpus) / total))
@@ -172,7 +173,7 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
         pseudo_count: int = 1000, held_out: Path | None = None, window: int = 20, group_size: int = 8,
         depth: int = 100, fields: Sequence[str] = ("title", "text"), resume: bool = False,
         quantize: str | None = None, command: str = "", teacher: str | None = None, report: Report | None = None,
-        progress: Callable[[int, float], None] | None = None) -> TrainResult:
+        progress: Callable[[int, float], None] | None = None, id_field: str | None = None) -> TrainResult:
     """Build the groups, train, export, write the card.
 
     The held-out collection's judgments must not be trained on; its corpus may be a pseudo-query source
@@ -183,6 +184,10 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     # everything that can be wrong is found before the groups are built (minutes of first-stage searches)
     config.check()
     out = output_dir(out, "output directory")
+    if not ((out / "train_config.json").exists() or (out / CHECKPOINTS).exists()) and any(out.iterdir()):
+        # the model card is README.md, the weights' config config.json: `--out .` in a project overwrote both
+        raise InputError(f"{out} holds files and is not a crossrank training directory; refusing to write a "
+                         "model over them (choose a new or empty directory)")
     if quantize not in (None, "int8"):
         raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
     if teacher and not config.distill_weight:  # its scores would be computed (slowly) and never used
@@ -194,7 +199,7 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     integer(window, "window", minimum=1)
     t0 = time.perf_counter()
     groups = build_groups(judged=judged, pseudo=pseudo, pseudo_count=pseudo_count, fields=fields,
-                          group_size=group_size, depth=depth, seed=config.seed, report=report)
+                          group_size=group_size, depth=depth, seed=config.seed, report=report, id_field=id_field)
     if teacher:
         groups = teach(groups, teacher, report)
     if report:
