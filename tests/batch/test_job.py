@@ -124,10 +124,10 @@ def test_a_job_that_failed_before_scoring_a_part_does_not_block_the_fixed_input(
 
 
 @pytest.mark.parametrize(("row", "message"), [
-    ({"text": "x"}, "row 0: 'query'"),
+    ({"text": "x"}, "row 1: 'query'"),
     ({"query": "q"}, "needs 'text' or 'candidates'"),
     ({"query": "q", "candidates": "not a list"}, "must be a list"),
-    ({"query": "q", "text": None}, "row 0 text is None"),
+    ({"query": "q", "text": None}, "row 1 text is None"),
 ])
 def test_bad_rows_name_the_row(tmp_path, tiny_model, row, message):
     write_rows(tmp_path / "in.jsonl", [row])
@@ -199,7 +199,7 @@ def test_inputs_parquet_cannot_carry_are_refused_before_scoring(tmp_path, tiny_m
     import pyarrow.parquet as pq
 
     write_rows(tmp_path / "mixed.jsonl", [{"id": "0", "query": "q", "text": "a"}, {"id": 1, "query": "q", "text": "b"}])
-    with pytest.raises(InputError, match="column 'id' mixes types"):
+    with pytest.raises(InputError, match="column .id. cannot be stored in Parquet"):
         score_file(tmp_path / "mixed.jsonl", tmp_path / "out.parquet", model=str(tiny_model), progress=False)
     assert not (tmp_path / "out.parquet.parts" / "out").exists()  # refused before any part was scored
     pq.write_table(pa.table({"query": ["q"], "text": ["a"], "at": [datetime.datetime(2026, 11, 30)],
@@ -237,3 +237,80 @@ def test_an_unreachable_ray_address_is_refused_before_staging(tmp_path, tiny_mod
             score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), ray=True,
                        ray_address=address, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_fields_scoring_writes_are_refused_not_overwritten(tmp_path, tiny_model):
+    """A first-stage `score` (or `scores`/`ranking` on a candidates row) vanished under the model's."""
+    for row, field in (({"query": "q", "text": "t", "score": 12.7}, "'score'"),
+                       ({"query": "q", "candidates": ["a"], "ranking": [0]}, "'ranking'")):
+        write_rows(tmp_path / "in.jsonl", [{"query": "q", "text": "fine"}, row])
+        with pytest.raises(InputError, match=f"row 2: already has {field}"):
+            score_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=str(tiny_model), progress=False)
+    # a null in a column-oriented file is no value: a text row's empty `scores` column is fine
+    write_rows(tmp_path / "in.jsonl", [{"query": "q", "text": "t", "scores": None, "score": None}])
+    out = score_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=str(tiny_model), progress=False)
+    assert out.rows == 1
+
+
+def test_parquet_refusals_come_before_scoring(tmp_path, tiny_model):
+    """Column names that are not UTF-8 and integers past 64 bits crashed at assembly (every part scored,
+    and again on every rerun) or with a traceback."""
+    (tmp_path / "key.jsonl").write_bytes(b'{"query": "q", "text": "t", "note\\ud800": 1}\n')
+    (tmp_path / "big.jsonl").write_text('{"query": "q", "text": "t", "id": 123456789012345678901234567890}\n')
+    for name, message in (("key", "column name"), ("big", "column 'id' cannot be stored")):
+        with pytest.raises(InputError, match=message):
+            score_file(tmp_path / f"{name}.jsonl", tmp_path / f"{name}.parquet", model=str(tiny_model),
+                       progress=False)
+        assert not list((tmp_path / f"{name}.parquet.parts").glob("out/*"))
+
+
+def test_a_bad_row_stops_a_pool_before_any_part_is_scored(tmp_path, tiny_model):
+    """With several workers a bad row surfaced only after every other part was scored (then thrown away)."""
+    rows = [{"id": i, "query": "q", "text": f"doc {i}"} for i in range(40)]
+    rows[37]["query"] = ""
+    write_rows(tmp_path / "in.jsonl", rows)
+    with pytest.raises(InputError, match="row 38: 'query'"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=str(tiny_model), workers=2, part_rows=2,
+                   progress=False)
+    assert not list((tmp_path / "out.jsonl.parts").glob("out/*"))
+
+
+def test_a_stale_ray_address_in_the_environment_is_refused_at_once(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # Ray retried it for minutes after staging
+    write_rows(tmp_path / "in.jsonl", _rows(2))
+    with pytest.raises(InputError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=str(tiny_model), ray=True, progress=False)
+
+
+def test_sigterm_stops_the_workers_and_the_job_now(tmp_path, tiny_model):
+    """Leaving the pool waited for every queued part, and workers outlived a killed parent."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    write_rows(tmp_path / "in.jsonl", [{"id": i, "query": "q", "text": f"doc {i}"} for i in range(3000)])
+    proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "batch", str(tmp_path / "in.jsonl"),
+                             "--out", str(tmp_path / "out.jsonl"), "--model", str(tiny_model), "--workers", "2",
+                             "--part-rows", "1", "--quiet"], stderr=subprocess.PIPE, text=True)
+    done = tmp_path / "out.jsonl.parts" / "out"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(done.glob("part-*"))) < 10:
+        time.sleep(0.2)
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                 text=True).stdout.split()]
+    assert len(list(done.glob("part-*"))) >= 10 and children
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    scored = len(list(done.glob("part-*")))
+    time.sleep(2)
+    assert len(list(done.glob("part-*"))) == scored < 3000  # nothing scores after the job ended
+
+    def alive(pid: int) -> bool:  # running, not a zombie awaiting its (gone) parent
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    assert not [pid for pid in children if alive(pid)]

@@ -67,23 +67,35 @@ def check_rows(rows: list[dict[str, Any]], *, parquet: bool) -> None:
     if parquet:
         pa, _ = _pyarrow()
         for key in dict.fromkeys(k for row in rows for k in row):
+            if isinstance(key, str) and clean_text(key, "column") != key:  # undecodable input bytes
+                raise InputError(f"column name {key!r} is not valid UTF-8, which Parquet cannot store; "
+                                 "rename it or write JSONL")
             try:
                 pa.array([_utf8(row.get(key)) for row in rows])
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise InputError(f"column {key!r} mixes types across rows, which Parquet cannot store ({exc}); "
-                                 "write JSONL or make the column one type") from None
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                raise InputError(f"column {key!r} cannot be stored in Parquet ({exc}): its values mix types "
+                                 "across rows or do not fit 64 bits; write JSONL or make the column one type "
+                                 "(e.g. strings)") from None
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write atomically (temp file + rename): a reader never sees half a file, a crash leaves none."""
     tmp = path.with_name(f".{path.name}.tmp")
-    if file_format(path) == "parquet":
-        pa, pq = _pyarrow()
-        # from_pylist takes its columns from the first row; rows with other fields must not lose them.
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        pq.write_table(pa.Table.from_pylist([{k: _utf8(row.get(k)) for k in columns} for row in rows]), tmp)
-    else:
-        with tmp.open("w", encoding="utf-8", errors="surrogateescape") as fh:
-            for row in rows:
-                fh.write(dumps(row, errors="surrogateescape") + "\n")
-    os.replace(tmp, path)
+    try:
+        if file_format(path) == "parquet":
+            pa, pq = _pyarrow()
+            # from_pylist takes its columns from the first row; rows with other fields must not lose them.
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            pq.write_table(pa.Table.from_pylist([{k: _utf8(row.get(k)) for k in columns} for row in rows]), tmp)
+        else:
+            with tmp.open("w", encoding="utf-8", errors="surrogateescape") as fh:
+                for row in rows:
+                    fh.write(dumps(row, errors="surrogateescape") + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk: no half-written temp file left behind, and one line that says so
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; free space (a job needs about its input "
+                         "plus twice its output) and run again to resume") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,32 +27,50 @@ from crossrank.errors import BackendError, InputError
 ScoreFn = Callable[[list[tuple[str, str]]], np.ndarray]
 
 
+#: what scoring writes into a row: a text row's score; a candidates row's scores and ranking
+WRITES = {"text": ("score",), "candidates": ("scores", "ranking")}
+
+
+def row_texts(row: dict[str, Any], n: int, fields: list[str] | None) -> list[str]:
+    """The texts row ``n`` (1-based) asks to score, or an ``InputError`` saying what is wrong with it.
+
+    Cheap (no model): staging runs it on every row, so a bad row stops a job before any part is scored.
+    """
+    query = row.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InputError(f"row {n}: 'query' must be a non-empty string")
+    # A column-oriented file gives every row every column: a null field counts as absent.
+    if row.get("candidates") is not None:
+        kind, cands = "candidates", row["candidates"]
+        if isinstance(cands, (str, bytes, dict)) or not isinstance(cands, Sequence | np.ndarray):
+            raise InputError(f"row {n}: 'candidates' must be a list")
+        texts = [document_text(c, fields, f"row {n} candidate {i}") for i, c in enumerate(cands)]
+    elif "text" in row and (row["text"] is not None or "candidates" not in row):
+        kind, texts = "text", [document_text(row["text"], fields, f"row {n} text")]
+    else:
+        raise InputError(f"row {n}: needs 'text' or 'candidates' (has {sorted(row)[:10]})")
+    taken = [k for k in WRITES[kind] if row.get(k) is not None]
+    if taken:  # e.g. a first-stage score: every other field is kept, so this one must not vanish silently
+        raise InputError(f"row {n}: already has {' and '.join(repr(k) for k in taken)}, where scoring writes "
+                         "its result; rename the field in the input")
+    return texts
+
+
 def score_rows(score: ScoreFn, rows: list[dict[str, Any]], on: Sequence[str] | None = None,
                first_row: int = 0) -> list[dict[str, Any]]:
     """Score rows of ``{query, text}`` or ``{query, candidates: [...]}`` in one engine call.
 
     Every input field is kept. ``text`` rows gain ``score``; ``candidates`` rows gain ``scores`` (aligned
     with the candidates) and ``ranking`` (candidate indices, best first, ties in input order).
+    ``first_row`` is the 0-based position of ``rows[0]`` in the job's input; errors count rows from 1.
     """
     pairs: list[tuple[str, str]] = []
     spans: list[tuple[int, int]] = []
     fields = field_names(on) if on else None
-    for n, row in enumerate(rows, first_row):
-        query = row.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise InputError(f"row {n}: 'query' must be a non-empty string")
-        # A column-oriented file gives every row every column: a null field counts as absent.
-        if row.get("candidates") is not None:
-            cands = row["candidates"]
-            if isinstance(cands, (str, bytes, dict)) or not isinstance(cands, Sequence | np.ndarray):
-                raise InputError(f"row {n}: 'candidates' must be a list")
-            texts = [document_text(c, fields, f"row {n} candidate {i}") for i, c in enumerate(cands)]
-        elif "text" in row and (row["text"] is not None or "candidates" not in row):
-            texts = [document_text(row["text"], fields, f"row {n} text")]
-        else:
-            raise InputError(f"row {n}: needs 'text' or 'candidates' (has {sorted(row)[:10]})")
+    for n, row in enumerate(rows, first_row + 1):
+        texts = row_texts(row, n, fields)
         spans.append((len(pairs), len(pairs) + len(texts)))
-        pairs.extend((query, t) for t in texts)
+        pairs.extend((row["query"], t) for t in texts)
     scores = score(pairs) if pairs else np.zeros(0, dtype=np.float64)
     out = []
     for row, (a, b) in zip(rows, spans, strict=True):
@@ -125,7 +144,12 @@ class Job:
         rows = read_rows(self.input)
         if not rows:
             raise InputError(f"{self.input} has no rows")
-        check_rows(rows, parquet=file_format(self.output) == "parquet")  # now, not after every part is scored
+        # now, not after every part is scored (or, with several workers, after the others were)
+        check_rows(rows, parquet=file_format(self.output) == "parquet")
+        on = self.settings.get("on")
+        fields = field_names(on) if on else None
+        for n, row in enumerate(rows, 1):
+            row_texts(row, n, fields)
         (self.workdir / "in").mkdir(parents=True)
         (self.workdir / "out").mkdir()
         parts = (len(rows) + self.part_rows - 1) // self.part_rows
@@ -183,7 +207,9 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
     dst = output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
     if ray_address is not None and not ray:
         raise InputError("ray_address (--ray-address) goes with ray=True (--ray)")
-    check_ray_address(ray_address)  # before staging: Ray itself retries an unreachable address for minutes
+    # before staging: Ray itself retries an unreachable address for minutes (RAY_ADDRESS is Ray's own
+    # default for ray.init, and a stale one hung the job the same way)
+    check_ray_address(ray_address if ray_address is not None or not ray else os.environ.get("RAY_ADDRESS"))
     integer(workers, "workers", minimum=1)
     integer(part_rows, "part_rows", minimum=1)
     if backend not in ("auto", *BACKENDS):
@@ -226,7 +252,8 @@ def _run(job: Job, model_kwargs: dict[str, Any], on: Sequence[str] | None, worke
         from crossrank.batch.on_ray import run_on_ray as runner
     else:
         from crossrank.batch.local import run_local as runner
-    with _progress(progress, rows, parts - len(todo), part_rows) as advance:
+    pending_rows = sum(min(part_rows, rows - i * part_rows) for i in todo)
+    with _progress(progress, rows, rows - pending_rows) as advance:
         runner(tasks, model_kwargs, list(on) if on else None, workers, advance, ray_address)
     missing = job.pending(parts)
     if missing:  # a runner that returns without every part written must not produce a short file
@@ -239,8 +266,8 @@ def _run(job: Job, model_kwargs: dict[str, Any], on: Sequence[str] | None, worke
 class _progress:
     """A rich progress bar over rows, or nothing (library use, tests)."""
 
-    def __init__(self, enabled: bool, rows: int, done_parts: int, part_rows: int) -> None:
-        self.enabled, self.rows, self.done = enabled, rows, min(rows, done_parts * part_rows)
+    def __init__(self, enabled: bool, rows: int, done: int) -> None:
+        self.enabled, self.rows, self.done = enabled, rows, done
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:

@@ -7,6 +7,7 @@ can read (a shared filesystem on a real cluster; the local disk on a single-mach
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.batch.job import score_part
-from crossrank.errors import CrossrankError, MissingDependencyError
+from crossrank.errors import CrossrankError, InputError, MissingDependencyError
 
 Task = tuple[int, str, str, int]
 
@@ -67,14 +68,18 @@ def run_on_ray(tasks: list[Task], model_kwargs: dict[str, Any], on: list[str] | 
     if not tasks:
         return
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+        except ConnectionError as exc:  # e.g. --ray-address auto with no cluster running
+            raise InputError(f"cannot join a Ray cluster ({address or 'RAY_ADDRESS'}): {exc}") from None
     cpus = int(ray.cluster_resources().get("CPU", 1))
     largest = int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1))
     threads = threads_per_worker(cpus, largest, workers, os.environ.get("CROSSRANK_THREADS", ""))
     items = [{"job_in": job_in, "job_out": job_out, "first_row": first} for _, job_in, job_out, first in tasks]
     ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         PartScorer, fn_constructor_kwargs={"model_kwargs": model_kwargs, "on": on, "threads": threads},
-        batch_size=1, concurrency=workers, num_cpus=threads)  # Ray Data restarts lost actors
+        batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)  # lost actors restart
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
         failed = next((e for e in batch["error"] if e), None)
         if failed:

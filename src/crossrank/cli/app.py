@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -147,7 +148,14 @@ class _Notes(logging.Handler):
             typer.echo(self.format(record), err=True)
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    # SIGTERM (a supervisor, `kill`) unwinds like Ctrl-C: batch workers are stopped, scratch files removed.
+    # `serve` replaces it with uvicorn's or Ray Serve's graceful shutdown.
+    signal.signal(signal.SIGTERM, _terminated)
     notes = logging.getLogger("crossrank")
     notes.addHandler(_Notes())
     notes.setLevel(logging.INFO)

@@ -31,6 +31,8 @@ def serve(
     ray: Annotated[bool, typer.Option("--ray", help="deploy on Ray Serve (replicas, autoscaling)")] = False,
     replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (fixed; default 2)")] = None,
     max_replicas: Annotated[int | None, typer.Option(help="autoscale from --replicas up to this many")] = None,
+    cpus_per_replica: Annotated[float | None, typer.Option(
+        help="CPUs each Ray Serve replica reserves, and its engines' threads (default 1)")] = None,
     ray_address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: start a local one)")
                            ] = None,
 ) -> None:
@@ -52,8 +54,8 @@ def serve(
             cfg = one_model(cfg, model, name=name, quantize=quantize)
         elif name is not None or quantize is not None:
             raise ConfigError("--name and --quantize go with --model (or set them in the config)")
-        if not ray and (replicas is not None or max_replicas is not None or ray_address is not None):
-            raise ConfigError("--replicas, --max-replicas and --ray-address go with --ray")
+        if not ray and any(v is not None for v in (replicas, max_replicas, ray_address, cpus_per_replica)):
+            raise ConfigError("--replicas, --max-replicas, --cpus-per-replica and --ray-address go with --ray")
         cfg.server.host = host or cfg.server.host
         cfg.server.port = port if port is not None else cfg.server.port
         cfg.validate()  # the flags too: --port 70000 would otherwise bind a wrapped-around port
@@ -74,7 +76,8 @@ def serve(
 
         try:
             fixed = 2 if replicas is None else replicas
-            scaling = Scaling(replicas=fixed, min_replicas=fixed, max_replicas=max_replicas)
+            scaling = Scaling(replicas=fixed, min_replicas=fixed, max_replicas=max_replicas,
+                              **({} if cpus_per_replica is None else {"cpus_per_replica": cpus_per_replica}))
             serve_forever(cfg, scaling, address=ray_address)
         except CrossrankError as exc:
             typer.echo(f"error: {exc}", err=True)
