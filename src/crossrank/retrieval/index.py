@@ -239,7 +239,7 @@ class Index:
         records = read_objects(root / "corpus.jsonl")  # names the file and line of a damaged record
         if len(records) != manifest.get("documents", len(records)):
             raise InputError(f"{root / 'corpus.jsonl'} holds {len(records)} documents, the manifest says "
-                             f"{manifest.get('documents')}: the index is damaged; rebuild it with `crossrank index`")
+                             f"{manifest.get('documents')}: it is damaged; rebuild the index")
         try:
             id_field, fields, dense = manifest["id_field"], manifest["fields"], manifest.get("dense")
             # Errors in the records name the file they are in; the corpus then keeps the source it was
