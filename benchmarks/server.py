@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
 import statistics
 import tempfile
 import time
@@ -137,10 +136,6 @@ def row(name: str, c: int, n: int, total: int, lat: list[float], wall: float, fa
     return line + (f"  FAILURES {len(failures)} (not counted): {failures[0]}" if failures else "")
 
 
-def _exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="hub id / path / built-in (default minilm-l6-untrained)")
@@ -155,10 +150,6 @@ def main() -> None:
     if args.infinity_url and not args.infinity_model:
         parser.error("--infinity-url needs --infinity-model (the model id Infinity serves)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # SIGTERM ends the run as Ctrl-C does, through the finally that stops the server (a killed run left
-    # its `crossrank serve` child running, orphaned).
-    signal.signal(signal.SIGTERM, _exit)
-
     words, origin = corpus_words()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with the load generator); "
           f"model {args.model or 'minilm-l6-untrained'} {args.quantize or 'fp32'}; {args.kind} from {origin}; "

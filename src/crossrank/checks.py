@@ -57,6 +57,16 @@ def output_dir(path: str | os.PathLike[str], what: str) -> Path:
     return out
 
 
+def refuse_foreign(out: Path, *, ours: bool, kind: str) -> None:
+    """Refuse a non-empty directory that is not an earlier output of this ``kind``: an export, an index
+    or a training run writes files by name (config.json, README.md, corpus.jsonl, bm25/...), and in a
+    directory of the user's own files that replaced or deleted them. What counts as ours is a file the
+    command itself wrote first (its manifest, or a marker), never names alone."""
+    if not ours and out.is_dir() and any(out.iterdir()):
+        raise InputError(f"{out} holds files and is not {kind}; refusing to write over them (choose a new or "
+                         "empty directory)")
+
+
 def output_file(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` as a file this run may write: not a directory, in an existing writable directory."""
     out = Path(path).expanduser()

@@ -12,6 +12,15 @@ from typing import Any
 from crossrank.errors import InputError
 
 
+def loads(text: str) -> Any:
+    """``json.loads``, where JSON nested past what Python's parser handles (it recurses once per level)
+    is a ``JSONDecodeError`` like any other malformed line, not a ``RecursionError`` traceback."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text, 0) from None
+
+
 def read_objects(path: Path, *, errors: str = "replace", required: str | None = None) -> list[dict[str, Any]]:
     """Every object of a JSONL file; ``errors`` is the UTF-8 decoding policy, ``required`` a key each must have.
 
@@ -27,11 +36,9 @@ def read_objects(path: Path, *, errors: str = "replace", required: str | None = 
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            except RecursionError:  # Python's parser recurses once per level of nesting
-                raise InputError(f"{path}:{n}: JSON nested too deeply to read") from None
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{n}: each line must be a JSON object")
             if required is not None and required not in row:

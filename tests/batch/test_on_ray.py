@@ -30,7 +30,8 @@ def _rows(n: int) -> list[dict]:
             for i in range(n)]
 
 
-def test_ray_matches_local_bytes(cluster, tmp_path, tiny_model):
+def test_ray_matches_local_bytes(cluster, tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "")  # empty is unset to Ray, not an address to refuse
     write_rows(tmp_path / "in.jsonl", _rows(40))
     score_file(tmp_path / "in.jsonl", tmp_path / "local.jsonl", model=str(tiny_model), part_rows=5, progress=False)
     report = score_file(tmp_path / "in.jsonl", tmp_path / "ray.jsonl", model=str(tiny_model), part_rows=5,
@@ -102,17 +103,21 @@ def test_a_crossrank_error_on_a_worker_is_raised_as_itself(cluster, tmp_path, ti
     """A row the engine refuses surfaced as Ray's UserCodeException (CLI exit 1 and a long traceback) where a
     local run raises InputError (exit 2); ModelLoadError could not even be pickled back."""
     import pickle
+    import shutil
 
-    from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
+    from crossrank.errors import MissingDependencyError, ModelLoadError
 
-    rows = _rows(6)
-    rows[4]["query"] = ""
-    write_rows(tmp_path / "in.jsonl", rows)
-    with pytest.raises(InputError, match="empty"):
-        score_file(tmp_path / "in.jsonl", tmp_path / "local.jsonl", model=str(tiny_model), part_rows=2,
-                   progress=False)
-    with pytest.raises(InputError, match="empty"):
-        score_file(tmp_path / "in.jsonl", tmp_path / "ray.jsonl", model=str(tiny_model), part_rows=2,
+    # A bad row is refused at staging now, on the driver; a model fails where it loads, on the workers.
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")  # resolves on the driver, fails to load
+    write_rows(tmp_path / "in.jsonl", _rows(6))
+    with pytest.raises(ModelLoadError, match="broken"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "ray.jsonl", model=str(broken), part_rows=2,
                    workers=2, ray=True, progress=False)
+    # a local pool the same (a failing model load in its workers read as "a worker process died")
+    with pytest.raises(ModelLoadError, match="broken"):
+        score_file(tmp_path / "in.jsonl", tmp_path / "local.jsonl", model=str(broken), part_rows=2,
+                   workers=2, progress=False)
     for exc in (ModelLoadError("m", "why"), MissingDependencyError("x", "ray", "ray[data]")):
         assert str(pickle.loads(pickle.dumps(exc))) == str(exc)

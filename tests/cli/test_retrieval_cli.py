@@ -183,17 +183,24 @@ def test_index_destination_is_checked_first_and_an_interrupted_save_is_replaced(
     refused = runner.invoke(app, ["index", "sample", "--out", str(tmp_path / "afile"), "--no-dense"])
     assert refused.exit_code == 2 and "is a file" in refused.output
     assert "BM25" not in refused.output  # refused before the build, not after it
-    # what a save cut off before its manifest leaves: the index's own entries only, and a dead process's scratch
+    # a directory of the user's whose names happen to be an index's is not an index: nothing is deleted
+    results = tmp_path / "results"
+    (results / "bm25").mkdir(parents=True)
+    (results / "bm25" / "run1.txt").write_text("ndcg 0.41")
+    (results / "corpus.jsonl").write_text('{"id": "mine"}\n')
+    refused = runner.invoke(app, ["index", "sample", "--out", str(results), "--no-dense"])
+    assert refused.exit_code == 2 and "not a crossrank index" in refused.output
+    assert (results / "bm25" / "run1.txt").exists()
+    # what a save cut off before its manifest leaves (it marks the directory first), and a dead process's scratch
     left = tmp_path / "left.idx"
     (left / "bm25").mkdir(parents=True)
     (left / "corpus.jsonl").write_text("{}\n")
+    (left / ".crossrank-saving").touch()
     (tmp_path / "left.idx.tmp999999999").mkdir()
     rebuilt = runner.invoke(app, ["index", "sample", "--out", str(left), "--no-dense"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert (left / "manifest.json").exists() and not (tmp_path / "left.idx.tmp999999999").exists()
-    (left / "notes.txt").write_text("mine")  # a directory with the user's files in it is still refused
-    (left / "manifest.json").unlink()
-    assert runner.invoke(app, ["index", "sample", "--out", str(left), "--no-dense"]).exit_code == 2
+    assert (left / "manifest.json").exists() and not (left / ".crossrank-saving").exists()
+    assert not (tmp_path / "left.idx.tmp999999999").exists()
 
 
 def test_a_damaged_index_corpus_is_named_as_such(movies_index, tmp_path):
@@ -214,7 +221,7 @@ def test_os_errors_and_deep_json_end_in_one_line(tiny_model):
         proc = subprocess.run([*cli, "rerank", "q", "a", "--model", str(tiny_model)], stdout=full,
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 2 and "No space left" in proc.stderr and "Traceback" not in proc.stderr
-    deep = '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    deep = '{"text": "fine"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
     proc = subprocess.run([*cli, "rerank", "q", "--model", str(tiny_model)], input=deep, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "nested too deeply" in proc.stderr and "Traceback" not in proc.stderr

@@ -209,9 +209,11 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
         raise InputError("ray_address (--ray-address) goes with ray=True (--ray)")
     # before staging: Ray itself retries an unreachable address for minutes (RAY_ADDRESS is Ray's own
     # default for ray.init, and a stale one hung the job the same way)
-    check_ray_address(ray_address if ray_address is not None or not ray else os.environ.get("RAY_ADDRESS"))
+    check_ray_address(ray_address if ray_address is not None or not ray else os.environ.get("RAY_ADDRESS") or None)
     integer(workers, "workers", minimum=1)
     integer(part_rows, "part_rows", minimum=1)
+    if max_length is not None:  # checked here too: in a pool it would fail every worker's model load
+        integer(max_length, "max_length", minimum=1)
     if backend not in ("auto", *BACKENDS):
         raise InputError(f"unknown backend {backend!r}; expected auto, onnx or torch")
     if quantize not in (None, "int8"):

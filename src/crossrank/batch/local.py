@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from crossrank.batch.job import score_part
-from crossrank.errors import BackendError
+from crossrank.errors import BackendError, CrossrankError
 
 Task = tuple[int, str, str, int]
 _ENCODER: Any = None
@@ -23,9 +23,15 @@ def _load(model_kwargs: dict[str, Any], threads: int, parent: int | None = None)
     global _ENCODER
     from crossrank import CrossEncoder
 
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="crossrank-parent-watch").start()
-    _ENCODER = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
+    if parent is None:  # the calling process: its errors are raised where they happen
+        _ENCODER = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
+        return
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="crossrank-parent-watch").start()
+    try:
+        _ENCODER = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
+    except CrossrankError as exc:
+        # An initializer's exception breaks the pool ("a worker died"); the first part raises it instead.
+        _ENCODER = exc
 
 
 def _exit_with(parent: int) -> None:
@@ -38,6 +44,8 @@ def _exit_with(parent: int) -> None:
 
 
 def _work(job_in: str, job_out: str, on: list[str] | None, first_row: int) -> int:
+    if isinstance(_ENCODER, CrossrankError):
+        raise _ENCODER
     return score_part(_ENCODER, job_in, job_out, on, first_row)
 
 

@@ -20,10 +20,12 @@ def count(value: str) -> int:
 
 
 def run_script(main: Callable[[], None]) -> None:
-    """Run a benchmark script's ``main``: a crossrank error (a model that cannot be loaded, bad input)
-    ends it with its one-line message and exit code 2, as the CLI does, not a traceback."""
+    """Run a benchmark script's ``main`` as the CLI runs a command: SIGTERM unwinds it, and a crossrank
+    error (a model that cannot be loaded, bad input) ends it with its one-line message and exit code 2."""
+    from crossrank.cli import exit_on_sigterm
     from crossrank.errors import CrossrankError
 
+    exit_on_sigterm()  # a killed benchmark stops what it started (a server.py run left its server orphaned)
     try:
         main()
     except CrossrankError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from typing import overload
 
@@ -15,3 +16,13 @@ def comma_list(value: str | None, default: Sequence[str] | None = None) -> list[
     ``default`` when it names nothing."""
     items = [f.strip() for f in value.split(",") if f.strip()] if value else []
     return items or (list(default) if default is not None else None)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process as Ctrl-C does, through ``finally`` blocks and context managers (child
+    processes stopped, scratch files removed), with the shell's exit code 128 + 15."""
+    signal.signal(signal.SIGTERM, _terminated)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from crossrank.cli import comma_list
+from crossrank.cli import comma_list, exit_on_sigterm
 from crossrank.engine.documents import clean_text
 from crossrank.errors import CrossrankError, InputError
-from crossrank.jsonl import dumps
+from crossrank.jsonl import dumps, loads
 
 app = typer.Typer(help="crossrank: cross-encoder reranking, exact and fast.", no_args_is_help=True,
                   add_completion=False)
@@ -42,10 +41,8 @@ def _read_stdin_documents() -> list:
             continue
         if line.lstrip().startswith(("{", '"')):
             try:
-                docs.append(json.loads(line))
+                docs.append(loads(line))
                 continue
-            except RecursionError:  # Python's parser recurses once per level of nesting
-                raise InputError(f"stdin line {n}: JSON nested too deeply to read") from None
             except json.JSONDecodeError as exc:
                 if broken is None and line.lstrip().startswith("{"):
                     broken = (n, exc)
@@ -145,19 +142,18 @@ class _Notes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if not logging.getLogger().handlers:
-            typer.echo(self.format(record), err=True)
-
-
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+            # sys.stderr at the time of the record: a live Rich progress bar replaces it, and prints the
+            # line above the bar instead of after it
+            sys.stderr.write(self.format(record) + "\n")
 
 
 def main() -> None:
     # SIGTERM (a supervisor, `kill`) unwinds like Ctrl-C: batch workers are stopped, scratch files removed.
     # `serve` replaces it with uvicorn's or Ray Serve's graceful shutdown.
-    signal.signal(signal.SIGTERM, _terminated)
+    exit_on_sigterm()
     notes = logging.getLogger("crossrank")
-    notes.addHandler(_Notes())
+    if not any(isinstance(h, _Notes) for h in notes.handlers):  # main() run again in one process
+        notes.addHandler(_Notes())
     notes.setLevel(logging.INFO)
     try:
         app()

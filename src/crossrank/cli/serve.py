@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 #: uvicorn's log levels (it names trace, below debug, for Python's logging too)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+TRACE = 5
 
 
 def serve(
@@ -65,6 +66,7 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     log_level = log_level.lower()
+    logging.addLevelName(TRACE, "TRACE")  # uvicorn's level below DEBUG, unknown to logging until named
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("crossrank").setLevel(logging.NOTSET)  # --log-level decides, not the CLI's default
     if not cfg.server.api_keys and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):

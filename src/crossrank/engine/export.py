@@ -15,13 +15,14 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from crossrank.checks import output_dir
+from crossrank.checks import output_dir, refuse_foreign
 from crossrank.engine.first_token import first_token_last_layer
 from crossrank.engine.model import (
     EXPORT_META,
@@ -36,7 +37,7 @@ from crossrank.engine.model import (
     write_clean_tokenizer,
     write_meta,
 )
-from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
+from crossrank.errors import MissingDependencyError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,7 @@ def export_destination(path: Path) -> Path:
     export replaces config.json, tokenizer.json and the rest of its files by name: in a directory of
     other things (a project, the checkpoint itself) that would overwrite the user's files."""
     out = output_dir(path, "export directory")
-    if not (out / EXPORT_META).exists() and any(out.iterdir()):
-        raise InputError(f"{out} holds files and is not a crossrank export; refusing to write an export over "
-                         "them (choose a new or empty directory)")
+    refuse_foreign(out, ours=(out / EXPORT_META).exists(), kind="a crossrank export")
     return out
 
 
@@ -324,16 +323,20 @@ def _without_preprocess_advice() -> Iterator[None]:
     logger for the rest of the process ("WARNING:root:" lines, and every later record of any library
     printed): while it runs, the root has a handler of the same kind as Python's last resort, and the
     advice is dropped."""
-    root = logging.getLogger()
-    stand_in = None
-    if not root.handlers:
-        stand_in = logging.StreamHandler()
-        stand_in.setLevel(logging.WARNING)
-        root.addHandler(stand_in)
-    root.addFilter(_keeps_record)
-    try:
-        yield
-    finally:
-        root.removeFilter(_keeps_record)
-        if stand_in is not None:
-            root.removeHandler(stand_in)
+    with _ROOT_LOGGER_LOCK:  # one quantization at a time: two interleaved would leave the stand-in for good
+        root = logging.getLogger()
+        stand_in = None
+        if not root.handlers:
+            stand_in = logging.StreamHandler()
+            stand_in.setLevel(logging.WARNING)
+            root.addHandler(stand_in)
+        root.addFilter(_keeps_record)
+        try:
+            yield
+        finally:
+            root.removeFilter(_keeps_record)
+            if stand_in is not None:
+                root.removeHandler(stand_in)
+
+
+_ROOT_LOGGER_LOCK = threading.Lock()

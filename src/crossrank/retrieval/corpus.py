@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from crossrank.engine.documents import field_text
 from crossrank.errors import InputError, MissingDependencyError
+from crossrank.jsonl import loads
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +168,9 @@ def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{n} is not valid JSON ({exc.msg})") from exc
-            except RecursionError:  # Python's parser recurses once per level of nesting
-                raise InputError(f"{path}:{n}: JSON nested too deeply to read") from None
             yield record
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.checks import refuse_foreign
 from crossrank.engine.documents import field_names
 from crossrank.errors import CrossrankError, InputError
 from crossrank.jsonl import as_text, dumps, read_objects
@@ -38,23 +39,23 @@ def index_destination(path: str | os.PathLike[str]) -> Path:
     out = Path(path).expanduser().resolve()  # "." has no name to put a temporary sibling beside
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; an index is a directory")
-    if out.exists() and not _is_index(out) and not _holds_only_index_entries(out):
-        raise InputError(f"{out} exists and is not a crossrank index; refusing to overwrite it")
-    if not os.access(out if out.exists() else _existing_parent(out), os.W_OK):
-        raise InputError(f"cannot write the index to {out}: permission denied")
+    # An index, or what a save cut off before its manifest left (it marks the directory first)
+    refuse_foreign(out, ours=_is_index(out) or (out / SAVING).exists(), kind="a crossrank index")
+    for place in (out, out.parent):  # the save writes its copy beside the index, then moves it in
+        if place.exists() and not os.access(place, os.W_OK):
+            raise InputError(f"cannot write the index to {out}: {place} is not writable")
+    if not out.parent.exists() and not os.access(_existing_parent(out), os.W_OK):
+        raise InputError(f"cannot write the index to {out}: {_existing_parent(out)} is not writable")
     return out
+
+
+SAVING = ".crossrank-saving"  # in an index directory while a save replaces its entries
 
 
 def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def _holds_only_index_entries(directory: Path) -> bool:
-    """Empty, or what a save cut off before its manifest leaves (the manifest goes last): nothing of the
-    user's is in it, and the next save replaces it rather than refusing it for good."""
-    return all(entry.name in INDEX_ENTRIES for entry in directory.iterdir())
 
 
 TMP_SUFFIX = ".tmp"  # a save writes into "<name>.tmp<pid>" beside the index
@@ -206,6 +207,7 @@ class Index:
         # working directory, or hold the user's other files); the manifest goes last, as the mark of
         # a complete index.
         out.mkdir(parents=True, exist_ok=True)
+        (out / SAVING).touch()  # before anything is removed: a save cut off from here on may be redone
         (out / MANIFEST).unlink(missing_ok=True)
         for name in INDEX_ENTRIES:
             old = out / name
@@ -217,6 +219,7 @@ class Index:
             if (tmp / name).exists():
                 os.replace(tmp / name, out / name)
         os.replace(tmp / MANIFEST, out / MANIFEST)
+        (out / SAVING).unlink()
         tmp.rmdir()
         return out
 

@@ -18,13 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from crossrank.checks import integer, output_dir
+from crossrank.checks import integer, output_dir, refuse_foreign
 from crossrank.errors import InputError
 from crossrank.jsonl import read_objects
 from crossrank.train.examples import Group, first_stage_searcher, judged_groups, pseudo_groups
 from crossrank.train.trainer import CHECKPOINTS, TrainConfig, TrainResult, train
 
 Report = Callable[[str], None]
+TRAIN_MARKER = ".crossrank-train"  # written first into --out: this directory is a training run's
 
 
 def _corpus_of(path: Path, fields: Sequence[str], id_field: str | None = None) -> tuple[str, dict[str, dict], Any]:
@@ -184,10 +185,9 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     # everything that can be wrong is found before the groups are built (minutes of first-stage searches)
     config.check()
     out = output_dir(out, "output directory")
-    if not ((out / "train_config.json").exists() or (out / CHECKPOINTS).exists()) and any(out.iterdir()):
-        # the model card is README.md, the weights' config config.json: `--out .` in a project overwrote both
-        raise InputError(f"{out} holds files and is not a crossrank training directory; refusing to write a "
-                         "model over them (choose a new or empty directory)")
+    # the model card is README.md, the weights' config config.json: `--out .` in a project overwrote both.
+    ours = any((out / name).exists() for name in (TRAIN_MARKER, "train_config.json", CHECKPOINTS))
+    refuse_foreign(out, ours=ours, kind="a crossrank training directory")
     if quantize not in (None, "int8"):
         raise InputError(f"unknown quantization {quantize!r}; expected int8 or none")
     if teacher and not config.distill_weight:  # its scores would be computed (slowly) and never used
@@ -197,6 +197,8 @@ def run(out: Path, config: TrainConfig, *, judged: Sequence[Path] = (), pseudo: 
     integer(depth, "depth", minimum=1)
     integer(group_size, "group_size", minimum=2)
     integer(window, "window", minimum=1)
+    # Before any work: a run killed at any point (mid-evaluation, mid-save) leaves a directory it may run in again.
+    (out / TRAIN_MARKER).touch()
     t0 = time.perf_counter()
     groups = build_groups(judged=judged, pseudo=pseudo, pseudo_count=pseudo_count, fields=fields,
                           group_size=group_size, depth=depth, seed=config.seed, report=report, id_field=id_field)

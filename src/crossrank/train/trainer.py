@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.checks import integer, number, output_dir
+from crossrank.engine.export import transformers_quietly
 from crossrank.errors import InputError, MissingDependencyError
 from crossrank.train.examples import Group, batches
 from crossrank.train.losses import distill, ranking_loss
@@ -179,7 +180,8 @@ def train(groups: Sequence[Group], out: Path, config: TrainConfig, *, resume: bo
                          "head (start from its encoder, or from a one-label cross-encoder)")
     source = checkpoint if checkpoint is not None else base.path
     torch.manual_seed(_torch_seed(config.seed))  # a base without a head gets a seeded one, not a random one
-    model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    with transformers_quietly():
+        model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
     tokenizer = PairTokenizer(base.tokenizer_file, config.max_length, model_name=base.name)
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
     rest = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
@@ -244,7 +246,8 @@ def _save_model(model: Any, base: Path, dst: Path, max_length: int | None = None
     learned (longer inputs than it ever saw would change its scores and cost more).
     """
     dst.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(dst), safe_serialization=True)
+    with transformers_quietly():  # its "Writing model shards" bar, under the run's own progress bar
+        model.save_pretrained(str(dst), safe_serialization=True)
     for f in ("tokenizer.json", "special_tokens_map.json", "vocab.txt"):
         if (base / f).exists():
             shutil.copyfile(base / f, dst / f)
