@@ -172,6 +172,8 @@ def test_cli_batch(tmp_path, tiny_model):
     assert "scoring rows 3/7 (" in result.output and "scoring rows 7/7 (" in result.output  # a log's progress
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 2 and "not found" in result.output
+    result = CliRunner().invoke(app, ["batch", str(tmp_path), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 2 and "is a directory, not a file" in result.output  # was "unknown format ''"
     assert json.loads(json.dumps(read_rows(tmp_path / "o.parquet")[0]))["id"] == 0
     short = CliRunner().invoke(app, ["batch", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "s.jsonl"),
                                      "--model", str(tiny_model), "--max-length", "8", "--quiet"])

@@ -202,6 +202,8 @@ def score_file(input: str | Path, output: str | Path, *, model: str | None = Non
     """
     # Absolute paths: Ray workers of a joined cluster run in another working directory.
     src, dst = Path(input).expanduser().resolve(), Path(output).expanduser().resolve()
+    if not src.is_file():  # before its suffix is judged: a directory has none ("unknown format ''")
+        raise InputError(f"{src} is a directory, not a file" if src.is_dir() else f"{src} not found")
     file_format(src)
     file_format(dst)
     dst = output_file(dst, "--out")  # before staging: a typo must not leave parts that block the corrected run
