@@ -139,6 +139,7 @@ def test_bad_files(tmp_path, tiny_model):
     (tmp_path / "in.jsonl").write_text('{"query": "q", "text": "t"}\nnot json\n')
     with pytest.raises(InputError, match=r"in.jsonl:2: not JSON"):
         score_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl", model=str(tiny_model), progress=False)
+    (tmp_path / "in.csv").write_text("query,text\nq,t\n")
     with pytest.raises(InputError, match="unknown format"):
         score_file(tmp_path / "in.csv", tmp_path / "o.jsonl", progress=False)
     (tmp_path / "empty.jsonl").write_text("")
