@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -78,8 +79,9 @@ def serve(
 
         try:
             fixed = 2 if replicas is None else replicas
-            scaling = Scaling(replicas=fixed, min_replicas=fixed, max_replicas=max_replicas,
-                              **({} if cpus_per_replica is None else {"cpus_per_replica": cpus_per_replica}))
+            scaling = Scaling(replicas=fixed, min_replicas=fixed, max_replicas=max_replicas)
+            if cpus_per_replica is not None:
+                scaling = replace(scaling, cpus_per_replica=cpus_per_replica)  # checked again on replace
             serve_forever(cfg, scaling, address=ray_address)
         except CrossrankError as exc:
             typer.echo(f"error: {exc}", err=True)
