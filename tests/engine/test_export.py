@@ -188,3 +188,17 @@ def test_scratch_directories_a_killed_export_left_are_removed_by_the_next(tiny_m
     assert not stale.exists() and fresh.exists()  # one still being written by another process is left alone
     assert (tmp_path / ".export-backups").exists()
     assert (tmp_path / "out" / "model.onnx").is_file()
+
+
+def test_threads_on_an_empty_cache_share_one_export(tiny_model, tmp_path, monkeypatch):
+    """Four threads loading one model on an empty cache: torch's exporter is not thread-safe ("GLOBALS.
+    in_onnx_export must be True" in three of them); now one exports and the others use its export."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crossrank import CrossEncoder
+
+    monkeypatch.setenv("CROSSRANK_CACHE", str(tmp_path / "cache"))
+    with ThreadPoolExecutor(4) as pool:
+        scores = list(pool.map(lambda _: CrossEncoder(str(tiny_model)).score([("q", "a doc")])[0], range(4)))
+    assert len(set(scores)) == 1
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1

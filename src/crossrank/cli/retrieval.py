@@ -67,6 +67,7 @@ def index(
 
     from crossrank.progress import Bar
     from crossrank.retrieval import BM25Config, Index, load_corpus, sample_corpus_path
+    from crossrank.retrieval.dense import check_windows
     from crossrank.retrieval.index import index_destination
 
     path = sample_corpus_path() if corpus == SAMPLE and not Path(corpus).exists() else Path(corpus)
@@ -89,7 +90,7 @@ def index(
 
             built = Index.build(docs, comma_list(fields, DEFAULT_FIELDS), bm25=config if bm25 else False,
                                 dense=(dense_model or True) if dense else False, ann=ann, progress=progress,
-                                dense_windows=dense_windows)
+                                dense_windows=check_windows(dense_windows))
             saved = built.save(out)
     except CrossrankError as exc:
         _fail(exc)

@@ -47,8 +47,20 @@ FUSABLE = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "camembert"
 OPSET = 17
 
 
+#: One export at a time in a process. torch's ONNX exporter keeps global state (two threads loading a
+#: model on an empty cache failed with "GLOBALS.in_onnx_export must be True"), and two threads importing
+#: transformers for the first time at once fail in one of them. Reentrant: the cache exports through
+#: ``export``; the bi-encoder's export takes it too.
+EXPORT_LOCK = threading.RLock()
+
+
 def export(model: ModelDir, out: Path, *, quantize: str | None = None, optimize: bool = True) -> ModelDir:
     """Write an export of ``model`` (a Hugging Face checkpoint) to ``out`` and return it."""
+    with EXPORT_LOCK:
+        return _export(model, out, quantize=quantize, optimize=optimize)
+
+
+def _export(model: ModelDir, out: Path, *, quantize: str | None, optimize: bool) -> ModelDir:
     if model.kind == "export":
         out = output_dir(out, "export directory")
         if out.resolve() != model.path.resolve():
@@ -125,7 +137,13 @@ def _clear_export(out: Path, *, same_source: bool = False) -> None:
 
 
 def cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
-    """The export of a checkpoint from the on-disk cache, made on first use."""
+    """The export of a checkpoint from the on-disk cache, made on first use (once, whatever the number
+    of threads asking at the same time: the second finds the first's export)."""
+    with EXPORT_LOCK:
+        return _cached_export(model, quantize=quantize)
+
+
+def _cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     if model.kind == "export":
         if quantize == "int8" and not model.onnx_file("int8").exists():
             # An export without its int8 graph: quantize into the cache, keep the user's dir untouched.
@@ -169,14 +187,15 @@ def load_classifier(path: Path, name: str, **options: Any) -> Any:
     transformers fills missing weights with random ones and only warns: a bi-encoder or base model
     passed as a cross-encoder would score every call (or, on the torch backend, every load) at random.
     """
-    from transformers import AutoModelForSequenceClassification
+    with EXPORT_LOCK:  # a first import of transformers in two threads at once fails in one of them
+        from transformers import AutoModelForSequenceClassification
 
-    try:
-        with transformers_quietly():
-            hf, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True,
-                                                                          **options)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many types
-        raise ModelLoadError(name, f"transformers could not load it: {exc}") from exc
+        try:
+            with transformers_quietly():
+                hf, info = AutoModelForSequenceClassification.from_pretrained(str(path), output_loading_info=True,
+                                                                              **options)
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types
+            raise ModelLoadError(name, f"transformers could not load it: {exc}") from exc
     missing = [k for k in info.get("missing_keys", ()) if k.endswith(("weight", "bias"))]
     if missing:
         raise ModelLoadError(name, f"its checkpoint has no weights for {', '.join(sorted(missing)[:4])}"

@@ -12,7 +12,36 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers (they were Any)
+    from crossrank.retrieval.bm25 import BM25Config as BM25Config
+    from crossrank.retrieval.bm25 import BM25Index as BM25Index
+    from crossrank.retrieval.corpus import Corpus as Corpus
+    from crossrank.retrieval.corpus import load_corpus as load_corpus
+    from crossrank.retrieval.dense import BiEncoder as BiEncoder
+    from crossrank.retrieval.dense import VectorIndex as VectorIndex
+    from crossrank.retrieval.elastic import rerank_search_response as rerank_search_response
+    from crossrank.retrieval.fusion import mmr as mmr
+    from crossrank.retrieval.fusion import reciprocal_rank_fusion as reciprocal_rank_fusion
+    from crossrank.retrieval.index import Index as Index
+    from crossrank.retrieval.pipeline import BM25 as BM25
+    from crossrank.retrieval.pipeline import MMR as MMR
+    from crossrank.retrieval.pipeline import Dense as Dense
+    from crossrank.retrieval.pipeline import Fusion as Fusion
+    from crossrank.retrieval.pipeline import Pipeline as Pipeline
+    from crossrank.retrieval.pipeline import build_pipeline as build_pipeline
+    from crossrank.retrieval.rankers import CascadeRanker as CascadeRanker
+    from crossrank.retrieval.rankers import FusedRanker as FusedRanker
+    from crossrank.retrieval.rankers import LocalRanker as LocalRanker
+    from crossrank.retrieval.rankers import Ranker as Ranker
+    from crossrank.retrieval.rankers import RankerUnavailable as RankerUnavailable
+    from crossrank.retrieval.rankers import Ranking as Ranking
+    from crossrank.retrieval.rankers import window_for_budget as window_for_budget
+    from crossrank.retrieval.remote import RemoteRanker as RemoteRanker
+    from crossrank.retrieval.results import Hit as Hit
+    from crossrank.retrieval.results import SearchResult as SearchResult
+    from crossrank.retrieval.results import StageScore as StageScore
 
 _EXPORTS = {
     "Corpus": "corpus", "load_corpus": "corpus",

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from crossrank.engine.batching import CPU_BATCH_TOKENS, collate, plan
-from crossrank.engine.export import onnx_module, transformers_quietly, uses_token_type_ids
+from crossrank.engine.export import EXPORT_LOCK, onnx_module, transformers_quietly, uses_token_type_ids
 from crossrank.engine.model import (
     ModelDir,
     cache_root,
@@ -89,6 +89,11 @@ def export_bi_encoder(source: ModelDir) -> Path:
     out = cache_root() / "bi-encoder" / f"{content_hash(source)}-v{EXPORT_VERSION}"
     if (out / "model.onnx").exists():
         return out
+    with EXPORT_LOCK:  # threads on an empty cache: one exports, the others find its export
+        return out if (out / "model.onnx").exists() else _export_bi_encoder(source, out)
+
+
+def _export_bi_encoder(source: ModelDir, out: Path) -> Path:
     try:
         import torch
         from transformers import AutoModel

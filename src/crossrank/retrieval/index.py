@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -107,6 +108,7 @@ class Index:
         self.vectors = vectors
         self.dense_model = dense_model
         self._encoder: BiEncoder | None = None
+        self._encoder_lock = threading.Lock()
         self.build_s: dict[str, float] = {}
 
     def __len__(self) -> int:
@@ -123,8 +125,9 @@ class Index:
         """The bi-encoder the vectors were made with (loaded on first use)."""
         if self.vectors is None:
             raise InputError("this index has no dense vectors; build it with dense=True")
-        if self._encoder is None:
-            self._encoder = BiEncoder(None if self.dense_model == DEFAULT_BI_ENCODER else self.dense_model)
+        with self._encoder_lock:  # searches in several threads load one bi-encoder, not one each
+            if self._encoder is None:
+                self._encoder = BiEncoder(None if self.dense_model == DEFAULT_BI_ENCODER else self.dense_model)
         return self._encoder
 
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -180,6 +180,13 @@ class Pipeline:
         name = "+".join(r.name for r in retrievers) + ("/rrf" if isinstance(self.first, Fusion) else "")
         return name + ("+mmr" if self.mmr else "")
 
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # a str is a Sequence[str]; the str overload wins
+            self, query: str, *, top_k: int = 10, window: int = 25, budget_ms: float | None = None,
+                 min_score: float | None = None, depth: int | None = None) -> SearchResult: ...
+    @overload
+    def __call__(self, query: Sequence[str], *, top_k: int = 10, window: int = 25, budget_ms: float | None = None,
+                 min_score: float | None = None, depth: int | None = None) -> list[SearchResult]: ...
     def __call__(self, query: str | Sequence[str], *, top_k: int = 10, window: int = 25,
                  budget_ms: float | None = None, min_score: float | None = None,
                  depth: int | None = None) -> SearchResult | list[SearchResult]:
@@ -192,6 +199,8 @@ class Pipeline:
         at least ``window`` and ``top_k``).
         """
         top_k, window = integer(top_k, "top_k"), integer(window, "window")
+        if depth is not None:  # a float from a JSON body was a TypeError deep in a retriever
+            depth = integer(depth, "depth", minimum=1)
         if budget_ms is not None:
             budget_ms = number(budget_ms, "budget_ms", above=0)
         if min_score is not None:  # NaN would keep nothing, silently
