@@ -430,3 +430,13 @@ def test_a_checkpoint_without_its_head_is_refused_and_two_labels_are_read_as_tra
     (two / "config.json").write_text(json.dumps(config))
     for backend in ("onnx", "torch"):
         assert CrossEncoder(str(two), backend=backend).score([("crocs", "clog")]).shape == (1, 2)
+
+
+def test_pickling_says_how_to_use_a_model_in_other_processes(tiny_model):
+    import copy
+    import pickle
+
+    ce = CrossEncoder(str(tiny_model), backend="onnx")
+    for attempt in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(InputError, match="create it in each worker"):
+            attempt(ce)

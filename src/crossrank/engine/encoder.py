@@ -194,6 +194,13 @@ class CrossEncoder:
                 f"precision={self.backend.precision!r}, device={self.backend.device!r}, "
                 f"max_length={self.max_length}, activation={self.activation!r})")
 
+    def __reduce__(self) -> Any:
+        # The ONNX Runtime session (or torch module) cannot travel: say how to do it instead of pickle's
+        # "cannot pickle 'InferenceSession' object" from a process pool's submit().
+        raise InputError("a CrossEncoder holds an inference session and cannot be pickled or sent to another "
+                         "process: create it in each worker (e.g. a process pool's initializer=); it loads from "
+                         "the export cache")
+
     # -- scoring -----------------------------------------------------------------------------
 
     def score(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
