@@ -440,3 +440,18 @@ def test_pickling_says_how_to_use_a_model_in_other_processes(tiny_model):
     for attempt in (pickle.dumps, copy.deepcopy):
         with pytest.raises(InputError, match="create it in each worker"):
             attempt(ce)
+
+
+def test_documents_and_pairs_from_any_iterable(ce):
+    """Generators, numpy and pandas arrays, dict views: what a service has at hand (they were refused)."""
+    docs = ["crocs kids clog", "aircraft wing", "red shoe"]
+    expected = ce.score([("crocs", d) for d in docs])
+    ranked = ce.rank("crocs", (d for d in docs))
+    assert sorted(r.document for r in ranked) == sorted(docs)  # a generator is read once and returned from
+    assert [r.score for r in ce.rank("crocs", np.array(docs))] == [r.score for r in ce.rank("crocs", docs)]
+    assert len(ce.rank("crocs", {i: d for i, d in enumerate(docs)}.values())) == 3
+    np.testing.assert_allclose(ce.score(np.array([["crocs", d] for d in docs])), expected)
+    np.testing.assert_allclose(ce.score(zip(["crocs"] * 3, docs, strict=True)), expected)
+    for not_a_list in ("one string", {"title": "a dict"}, 7):
+        with pytest.raises(InputError, match="must be a list"):
+            ce.rank("crocs", not_a_list)

@@ -84,6 +84,10 @@ def test_list_of_queries_weights_and_single_retriever(sample_index):
     search = build_pipeline(sample_index, weights={"bm25": 0.0})
     results = search([QUERY, "robots in space"], top_k=3)
     assert [r.query for r in results] == [QUERY, "robots in space"]
+    # any iterable of queries (a generator, a numpy array), as the engine takes documents
+    from_generator = search(q for q in (QUERY, "robots in space"))
+    assert [r.ids for r in from_generator] == [r.ids for r in search([QUERY, "robots in space"])]
+    assert search(np.array([QUERY]))[0].ids == search(QUERY).ids
     dense_only = Pipeline(Dense(sample_index))(QUERY, top_k=3)
     # bm25 weighted 0: the fused order is the dense order.
     assert results[0].ids == dense_only.ids

@@ -88,9 +88,22 @@ def document_text(doc: Any, on: list[str] | None, what: str) -> str:
     return clean_text(doc, what)
 
 
+def as_items(items: Any, what: str = "documents") -> Sequence[Any]:
+    """A list or tuple as it is; any other iterable — a generator, a 1-D numpy array or pandas Series,
+    ``dict.values()`` — read once into a list (what a RAG service has at hand; they were refused). A
+    string, bytes or a mapping is one item, not a list of them, and is refused."""
+    if isinstance(items, (str, bytes, Mapping)):
+        raise InputError(f"{what} must be a list, got one {type(items).__name__}")
+    if isinstance(items, Sequence):
+        return items
+    try:
+        return list(items)
+    except TypeError:
+        raise InputError(f"{what} must be a list (or another iterable), got {type(items).__name__}") from None
+
+
 def document_texts(documents: Any, on: Sequence[str] | None = None) -> list[str]:
-    if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Sequence):
-        raise InputError(f"documents must be a list of strings or dicts, got {type(documents).__name__}")
+    documents = as_items(documents)
     fields = field_names(on) if on else None  # once, not per document
     return [document_text(d, fields, f"document {i}") for i, d in enumerate(documents)]
 

@@ -17,7 +17,7 @@ from crossrank.checks import integer
 from crossrank.engine import activation as act
 from crossrank.engine.backends import BACKENDS, Backend, auto_backend
 from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collate, plan
-from crossrank.engine.documents import document_texts, query_text
+from crossrank.engine.documents import as_items, document_texts, query_text
 from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve
 from crossrank.engine.tokenize import PairTokenizer
 from crossrank.errors import BackendError, CrossrankError, InputError, ModelLoadError, ScoringStopped
@@ -240,6 +240,7 @@ class CrossEncoder:
         """Documents best first as ``(index, score, document)``; at most ``top_k`` of them."""
         if top_k is not None:
             top_k = integer(top_k, "top_k")
+        documents = as_items(documents)  # read once: a generator is returned from as well as scored
         scores, _ = self.score_documents(query, documents, on=on, activation=activation,
                                          max_chunks_per_doc=max_chunks_per_doc)
         if scores.ndim == 2:
@@ -263,12 +264,13 @@ class CrossEncoder:
     def _split_pairs(self, pairs: Any) -> tuple[list[str], list[str]]:
         from crossrank.engine.documents import clean_text
 
-        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
-            raise InputError(f"pairs must be a list of (query, document) pairs, got {type(pairs).__name__}")
+        pairs = as_items(pairs, "pairs")
         if len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
             pairs = [pairs]  # a single pair
         queries, texts = [], []
         for i, pair in enumerate(pairs):
+            if isinstance(pair, np.ndarray) and pair.ndim == 1:  # a row of a 2-D array of pairs
+                pair = pair.tolist()
             if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
                 raise InputError(f"pair {i} must be a (query, document) pair, got {type(pair).__name__}")
             q = clean_text(pair[0], f"pair {i} query")

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 
 from crossrank.checks import integer, number
-from crossrank.engine.documents import field_names, query_text
+from crossrank.engine.documents import as_items, field_names, query_text
 from crossrank.errors import BackendError, InputError
 from crossrank.retrieval.corpus import Corpus
 from crossrank.retrieval.fusion import RRF_K, mmr, reciprocal_rank_fusion
@@ -209,9 +209,8 @@ class Pipeline:
                 raise InputError("min_score keeps reranked hits scoring at least that: this pipeline has no ranker")
         if isinstance(query, (str, bytes, bytearray)):  # bytes are one query, not a list of ints
             return self._search(query, top_k, window, budget_ms, min_score, depth)  # type: ignore[arg-type]
-        if not isinstance(query, Sequence):
-            raise InputError(f"query must be a string or a list of strings, got {type(query).__name__}")
-        return [self._search(q, top_k, window, budget_ms, min_score, depth) for q in query]
+        queries = as_items(query, "queries")  # a list, or any iterable of queries (a generator, a numpy array)
+        return [self._search(q, top_k, window, budget_ms, min_score, depth) for q in queries]
 
     search = __call__
 
