@@ -455,3 +455,9 @@ def test_documents_and_pairs_from_any_iterable(ce):
     for not_a_list in ("one string", {"title": "a dict"}, 7):
         with pytest.raises(InputError, match="must be a list"):
             ce.rank("crocs", not_a_list)
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"title": docs})
+    np.testing.assert_allclose([r.score for r in ce.rank("crocs", frame["title"])],
+                               [r.score for r in ce.rank("crocs", docs)])
+    with pytest.raises(InputError, match="DataFrame"):  # iterating one gives its column names
+        ce.rank("crocs", frame)

@@ -96,6 +96,8 @@ def as_items(items: Any, what: str = "documents") -> Sequence[Any]:
         raise InputError(f"{what} must be a list, got one {type(items).__name__}")
     if isinstance(items, Sequence):
         return items
+    if hasattr(items, "columns") and hasattr(items, "iterrows"):  # iterating a DataFrame gives its column names
+        raise InputError(f"{what} is a DataFrame: pass one column (df['text']) or its rows (df.to_dict('records'))")
     try:
         return list(items)
     except TypeError:
