@@ -461,3 +461,24 @@ def test_documents_and_pairs_from_any_iterable(ce):
                                [r.score for r in ce.rank("crocs", docs)])
     with pytest.raises(InputError, match="DataFrame"):  # iterating one gives its column names
         ce.rank("crocs", frame)
+
+
+def test_predict_takes_what_sentence_transformers_predict_takes(tiny_model):
+    """Code written against sentence-transformers' CrossEncoder.predict runs unchanged (its batch_size and
+    show_progress_bar were a TypeError; one pair gave an array where it gives a scalar)."""
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    ce = CrossEncoder(str(tiny_model), backend="onnx")  # the checkpoint's activation, as sentence-transformers'
+    st = STCrossEncoder(str(tiny_model), device="cpu")
+    pairs = [("crocs", "crocs kids clog"), ("wing", "heat flow in a slab")]
+    with torch.no_grad():
+        expected_one, expected = st.predict(pairs[0]), st.predict(pairs, batch_size=8, show_progress_bar=False)
+    one = ce.predict(pairs[0])
+    assert np.ndim(one) == np.ndim(expected_one) == 0 and one == pytest.approx(float(expected_one), abs=1e-5)
+    np.testing.assert_allclose(ce.predict(pairs, batch_size=8, show_progress_bar=False), expected, atol=1e-5)
+    assert isinstance(ce.predict(pairs, convert_to_tensor=True), torch.Tensor)
+    with pytest.raises(InputError, match="activation_fn"):
+        ce.predict(pairs, activation_fn=lambda x: x)
+    with pytest.raises(InputError, match="batch_size"):
+        ce.predict(pairs, batch_size=0)

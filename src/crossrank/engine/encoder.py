@@ -20,7 +20,14 @@ from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collat
 from crossrank.engine.documents import as_items, document_texts, query_text
 from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve
 from crossrank.engine.tokenize import PairTokenizer
-from crossrank.errors import BackendError, CrossrankError, InputError, ModelLoadError, ScoringStopped
+from crossrank.errors import (
+    BackendError,
+    CrossrankError,
+    InputError,
+    MissingDependencyError,
+    ModelLoadError,
+    ScoringStopped,
+)
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -216,7 +223,35 @@ class CrossEncoder:
                                           truncation_side=truncation_side)
         return scores
 
-    predict = score  # sentence-transformers' name
+    def predict(self, inputs: Any, batch_size: int = 32, show_progress_bar: bool | None = None,
+                activation_fn: Any = None, apply_softmax: bool | None = False, convert_to_numpy: bool = True,
+                convert_to_tensor: bool = False, **unsupported: Any) -> Any:
+        """sentence-transformers' ``CrossEncoder.predict``, so code written against it runs unchanged.
+
+        One pair gives one score (a scalar, as there), a list gives an array. ``batch_size`` and
+        ``show_progress_bar`` are accepted and have no effect (crossrank batches by tokens, not by count);
+        ``apply_softmax`` on a multi-label model is ``activation="softmax"``; ``convert_to_tensor`` gives a
+        torch tensor. A custom ``activation_fn`` is refused: name it with ``score(activation=...)``.
+        """
+        integer(batch_size, "batch_size", minimum=1)
+        if unsupported:
+            raise InputError(f"predict does not take {', '.join(sorted(unsupported))} (sentence-transformers' "
+                             "multi-process and prompt options); call score()")
+        if activation_fn is not None:
+            raise InputError("activation_fn: a callable is not applied here; use score(pairs, activation='raw', "
+                             "'sigmoid', 'tanh' or 'softmax')")
+        single = (isinstance(inputs, (tuple, list)) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
+                  ) or (isinstance(inputs, np.ndarray) and inputs.ndim == 1)
+        activation = "softmax" if apply_softmax and self.num_labels > 1 else None
+        scores = self.score([list(inputs)] if single else inputs, activation=activation)
+        result: Any = scores[0] if single else scores
+        if convert_to_tensor:
+            try:
+                import torch
+            except ImportError as exc:
+                raise MissingDependencyError("convert_to_tensor", "torch", "torch") from exc
+            return torch.as_tensor(result)
+        return result if convert_to_numpy or single else list(result)
 
     def score_with_stats(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
                          max_chunks_per_doc: int | None = None, truncation_side: str = "right",
