@@ -270,9 +270,9 @@ def test_pair_tokens_count_each_pairs_rows(tiny_model, ce):
 def test_the_untrained_builtin_says_once_that_its_scores_are_not_relevance(caplog, monkeypatch):
     import logging
 
-    from crossrank.engine import encoder
+    from crossrank.engine import model
 
-    monkeypatch.setattr(encoder, "_warned", set())
+    monkeypatch.setattr(model, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="crossrank.engine.encoder"):
         CrossEncoder()
         CrossEncoder("minilm-l6-untrained")

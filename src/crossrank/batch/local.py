@@ -23,13 +23,13 @@ def _load(model_kwargs: dict[str, Any], threads: int, parent: int | None = None)
     global _ENCODER
     from crossrank import CrossEncoder
 
-    if parent is None:  # the calling process: its errors are raised where they happen
-        _ENCODER = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
-        return
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="crossrank-parent-watch").start()
+    if parent is not None:  # a pool worker
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="crossrank-parent-watch").start()
     try:
         _ENCODER = CrossEncoder(**{k: v for k, v in model_kwargs.items() if v is not None}, threads=threads)
     except CrossrankError as exc:
+        if parent is None:  # the calling process: raised where it happens
+            raise
         # An initializer's exception breaks the pool ("a worker died"); the first part raises it instead.
         _ENCODER = exc
 

@@ -18,7 +18,7 @@ from crossrank.engine import activation as act
 from crossrank.engine.backends import BACKENDS, Backend, auto_backend
 from crossrank.engine.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, collate, plan
 from crossrank.engine.documents import as_items, document_texts, query_text
-from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve
+from crossrank.engine.model import UNTRAINED_BUILTINS, ModelDir, default_max_length, resolve, warn_once
 from crossrank.engine.tokenize import PairTokenizer
 from crossrank.errors import (
     BackendError,
@@ -30,7 +30,6 @@ from crossrank.errors import (
 )
 
 log = logging.getLogger(__name__)
-_warned: set[str] = set()
 
 
 class RankedDocument(NamedTuple):
@@ -60,10 +59,8 @@ class ScoreStats:
 
 def _warn_untrained(name: str) -> None:
     """Say once per process that a random-head model's scores mean nothing: it is easy to load by default."""
-    if name not in _warned:
-        _warned.add(name)
-        log.warning("%s has a random classification head: its scores measure speed, not relevance; pass a "
-                    "trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L6-v2) to rank", name)
+    warn_once(log, "%s has a random classification head: its scores measure speed, not relevance; pass a "
+              "trained cross-encoder (e.g. cross-encoder/ms-marco-MiniLM-L6-v2) to rank", name)
 
 
 def default_threads() -> int:

@@ -122,26 +122,27 @@ def declared_activation(config: dict[str, Any], num_labels: int, name: str = "th
     if path is None:
         return default
     if not str(path).startswith("torch."):
-        _warn_once("%s declares the activation %s, which sentence-transformers loads only with "
-                   "trust_remote_code; using %s, as it does without", name, path, default)
+        warn_once(log, "%s declares the activation %s, which sentence-transformers loads only with "
+                  "trust_remote_code; using %s, as it does without", name, path, default)
         return default
     last = str(path).rsplit(".", 1)[-1].lower()
     if last in DECLARABLE_ACTIVATIONS:
         return last
-    _warn_once("%s declares the activation %s, which crossrank does not apply; using %s (pass activation= "
-               "to choose)", name, path, default)
+    warn_once(log, "%s declares the activation %s, which crossrank does not apply; using %s (pass activation= "
+              "to choose)", name, path, default)
     return default
 
 
 _warned: set[tuple[Any, ...]] = set()
 
 
-def _warn_once(message: str, *args: Any) -> None:
-    """A model's first load exports it and then loads the export: both read its declaration, and one
+def warn_once(logger: logging.Logger, message: str, *args: Any) -> None:
+    """Say a model's warning once per process: a model is loaded again and again (each load of a
+    random-head built-in; a first load, which exports the checkpoint and then loads the export), and one
     warning is what the user needs."""
-    if args not in _warned:
-        _warned.add(args)
-        log.warning(message, *args)
+    if (message, *args) not in _warned:
+        _warned.add((message, *args))
+        logger.warning(message, *args)
 
 
 def position_limit(config: dict[str, Any]) -> int:

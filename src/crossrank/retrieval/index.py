@@ -42,11 +42,10 @@ def index_destination(path: str | os.PathLike[str]) -> Path:
         raise InputError(f"{out} is a file; an index is a directory")
     # An index, or what a save cut off before its manifest left (it marks the directory first)
     refuse_foreign(out, ours=_is_index(out) or (out / SAVING).exists(), kind="a crossrank index")
-    for place in (out, out.parent):  # the save writes its copy beside the index, then moves it in
-        if place.exists() and not os.access(place, os.W_OK):
+    # the save writes its copy beside the index (in the parent, or what of it exists yet), then moves it in
+    for place in ([out] if out.exists() else []) + [_existing_parent(out.parent)]:
+        if not os.access(place, os.W_OK):
             raise InputError(f"cannot write the index to {out}: {place} is not writable")
-    if not out.parent.exists() and not os.access(_existing_parent(out), os.W_OK):
-        raise InputError(f"cannot write the index to {out}: {_existing_parent(out)} is not writable")
     return out
 
 
