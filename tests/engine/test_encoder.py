@@ -482,3 +482,22 @@ def test_predict_takes_what_sentence_transformers_predict_takes(tiny_model):
         ce.predict(pairs, activation_fn=lambda x: x)
     with pytest.raises(InputError, match="batch_size"):
         ce.predict(pairs, batch_size=0)
+
+
+def test_long_lists_are_tokenized_in_slices_with_the_same_scores(ce, monkeypatch):
+    """A list is tokenized a slice at a time (a tokenizers Encoding costs ~230 bytes a token; the
+    batchable rows 5), and slicing changes no score: duplicates, windows and left truncation included."""
+    from crossrank.engine import tokenize
+
+    docs = [*DOCS, *DOCS[:3], "crocs " * 60, "wing lift " * 40]
+    pairs = [("kids shoes" if i % 2 else "lift " * 30, d) for i, d in enumerate(docs)]
+    whole = [ce.score(pairs), ce.score(pairs, max_chunks_per_doc=3), ce.score(pairs, truncation_side="left")]
+    cut_sizes: list[int] = []
+    precut = tokenize.PairTokenizer._precut
+    monkeypatch.setattr(tokenize.PairTokenizer, "_precut",
+                        lambda self, d, *a, **k: (cut_sizes.append(len(d)), precut(self, d, *a, **k))[1])
+    monkeypatch.setattr(tokenize, "ENCODE_SLICE", 4)
+    sliced = [ce.score(pairs), ce.score(pairs, max_chunks_per_doc=3), ce.score(pairs, truncation_side="left")]
+    assert cut_sizes and max(cut_sizes) <= 4
+    for a, b in zip(whole, sliced, strict=True):
+        np.testing.assert_array_equal(a, b)

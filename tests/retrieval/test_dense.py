@@ -186,3 +186,26 @@ def test_a_graph_of_other_vectors_is_refused(tmp_path):
     (tmp_path / "big" / "hnsw.usearch").write_bytes((tmp_path / "small" / "hnsw.usearch").read_bytes())
     with pytest.raises(InputError, match="3 vectors of 16 dimensions, vectors.npy 65"):
         VectorIndex.load(tmp_path / "big", ann=True)
+
+
+@pytest.mark.minilm
+def test_a_corpus_is_tokenized_in_slices_with_the_same_vectors(monkeypatch):
+    """Embedding a corpus holds one slice's tokenizer Encodings at a time; the vectors, the windows and
+    the "auto" decision (taken over the whole corpus, not per slice) are the same as in one piece."""
+    from crossrank.engine import tokenize
+
+    encoder = BiEncoder()
+    texts = [*TEXTS, "tides " * 400, "yeast " * 300, "a short one"]
+    whole = [encoder.embed(texts), *encoder.embed_documents(texts), *encoder.embed_windows(texts, max_windows=3)]
+    monkeypatch.setattr(tokenize, "ENCODE_SLICE", 2)
+    sliced = [encoder.embed(texts), *encoder.embed_documents(texts), *encoder.embed_windows(texts, max_windows=3)]
+    assert whole[2] is None and sliced[2] is None  # 3 of 8 long: below the share that windows a corpus
+    for a, b in zip(whole, sliced, strict=True):
+        if a is not None:
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    long = [*texts, *(["tides " * 400] * 8)]  # 10 of 16 long: windowed, though some slices hold no long text
+    vectors, owner = encoder.embed_documents(long)
+    monkeypatch.setattr(tokenize, "ENCODE_SLICE", 1000)
+    vectors_whole, owner_whole = encoder.embed_documents(long)
+    assert owner is not None and (owner == owner_whole).all()
+    np.testing.assert_allclose(vectors, vectors_whole, atol=1e-6)

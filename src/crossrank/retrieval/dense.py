@@ -35,7 +35,7 @@ from crossrank.engine.model import (
     resolve,
     write_clean_tokenizer,
 )
-from crossrank.engine.tokenize import EncodedPairs, pad_token_id
+from crossrank.engine.tokenize import EncodedPairs, encode_sliced, pad_token_id
 from crossrank.errors import InputError, MissingDependencyError, ModelLoadError
 from crossrank.retrieval.results import top_k
 
@@ -242,7 +242,8 @@ class BiEncoder:
             raise InputError("embed() takes a list of texts")
         if self._st is not None:
             return self._embed_st(list(texts), progress)
-        enc = EncodedPairs.from_encodings(self.tokenizer.encode_batch(list(texts), add_special_tokens=True))
+        enc = encode_sliced(list(texts), lambda part: EncodedPairs.from_encodings(
+            self.tokenizer.encode_batch(list(part), add_special_tokens=True)))
         return self._embed_rows(enc, progress)
 
     def embed_windows(self, texts: Sequence[str], *, max_windows: int, overlap: int = 64,
@@ -257,7 +258,8 @@ class BiEncoder:
             raise InputError("embed_windows() takes a list of texts")
         if max_windows < 1:
             raise InputError(f"max_windows must be >= 1, got {max_windows}")
-        enc = EncodedPairs.from_windows(self._window_encodings(texts, overlap), max_windows)
+        enc = encode_sliced(list(texts), lambda part: EncodedPairs.from_windows(
+            self._window_encodings(part, overlap), max_windows))
         return self._embed_rows(enc, progress), enc.owner
 
     def embed_documents(self, texts: Sequence[str], *, windows: DenseWindows = "auto", overlap: int = 64,
@@ -276,11 +278,14 @@ class BiEncoder:
         windows = check_windows(windows)
         if self._st is not None and windows in ("auto", 1):
             return self._embed_st(list(texts), progress), None
-        encodings = self._window_encodings(texts, overlap)
-        if windows == "auto":
-            long_share = sum(bool(e.overflowing) for e in encodings) / max(1, len(encodings))
-            windows = AUTO_WINDOWS if long_share >= LONG_CORPUS_SHARE else 1
-        enc = EncodedPairs.from_windows(encodings, windows)
+        texts = list(texts)
+        enc = encode_sliced(texts, lambda part: EncodedPairs.from_windows(
+            self._window_encodings(part, overlap), AUTO_WINDOWS if windows == "auto" else windows))
+        if windows == "auto":  # windowed only if most documents overflow one window
+            long = np.count_nonzero(np.bincount(enc.owner, minlength=len(texts)) > 1)
+            windows = AUTO_WINDOWS if long / max(1, len(texts)) >= LONG_CORPUS_SHARE else 1
+            if windows == 1:
+                enc = enc.first_windows()
         vectors = self._embed_rows(enc, progress)
         return vectors, (enc.owner if windows > 1 else None)
 
