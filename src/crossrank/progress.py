@@ -9,9 +9,13 @@ its total: ``train 40/200 loss=0.8123 (143 s)``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.progress import Progress, TaskID
+
+from crossrank.errors import InputError
 
 
 class Bar(Progress):
@@ -49,3 +53,28 @@ class Bar(Progress):
             line = (f"{task.description} {task.completed:g}/{task.total:g}{fields} "
                     f"({time.perf_counter() - self._started:.0f} s)")
         self.console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
+#: Called with (done, total) as work advances.
+Callback = Callable[[int, int], None]
+
+
+@contextmanager
+def reporter(progress: bool | Callback | None, unit: str) -> Iterator[Callback | None]:
+    """What a ``progress=`` argument asks for: ``True`` is a bar on stderr (gone when the work is, on a
+    terminal; a line per twentieth off one), a callable is called as is, ``False``/``None`` is nothing."""
+    if progress is None or progress is False:
+        yield None
+        return
+    if callable(progress):
+        yield progress
+        return
+    if progress is not True:
+        raise InputError(f"progress must be True, False or a callable(done, total), got {type(progress).__name__}")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    with Bar(TextColumn(f"{unit}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+             console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(unit, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

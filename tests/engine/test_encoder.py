@@ -501,3 +501,26 @@ def test_long_lists_are_tokenized_in_slices_with_the_same_scores(ce, monkeypatch
     assert cut_sizes and max(cut_sizes) <= 4
     for a, b in zip(whole, sliced, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_progress_is_reported_in_pairs_after_each_batch(tiny_model, capsys):
+    """Long lists can show how far they are (sentence-transformers' show_progress_bar did nothing here)."""
+    ce = CrossEncoder(tiny_model, backend="onnx", max_batch_size=4)
+    pairs = [("kids shoes", f"{w} shoe number {i}") for i, w in enumerate(WORDS * 2)] + [("a", "crocs " * 200)]
+    seen: list[tuple[int, int]] = []
+    scores = ce.score(pairs, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) > 2 and seen[-1] == (len(pairs), len(pairs))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and {t for _, t in seen} == {len(pairs)}
+    seen.clear()
+    ce.score(pairs, max_chunks_per_doc=4, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(pairs), len(pairs))  # windows count as their document's share
+    seen.clear()
+    ranked = ce.rank("kids shoes", [d for _, d in pairs], progress=lambda d, t: seen.append((d, t)))
+    assert len(ranked) == len(pairs) and seen[-1] == (len(pairs), len(pairs))
+    capsys.readouterr()
+    np.testing.assert_array_equal(ce.score(pairs, progress=True), scores)  # off a terminal: plain lines
+    assert "scoring" in capsys.readouterr().err
+    np.testing.assert_array_equal(ce.predict(pairs, show_progress_bar=True), scores)
+    assert "scoring" in capsys.readouterr().err
+    with pytest.raises(InputError, match="progress"):
+        ce.score(pairs, progress="yes")

@@ -70,7 +70,8 @@ def rerank(
     try:
         docs: list = list(documents) if documents else _read_stdin_documents()
         ce = CrossEncoder(model, backend=backend, quantize=quantize)
-        ranked = ce.rank(query, docs, top_k=top_k, on=comma_list(on))
+        # a bar on a terminal, for lists long enough to take a while (gone when they are scored)
+        ranked = ce.rank(query, docs, top_k=top_k, on=comma_list(on), progress=sys.stderr.isatty() and len(docs) > 64)
     except CrossrankError as exc:
         _fail(exc)
     if as_json:

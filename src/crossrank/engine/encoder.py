@@ -7,6 +7,7 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -72,6 +73,16 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
         return max(1, os.cpu_count() or 1)
+
+
+def _reporter(progress: bool | Callable[[int, int], None] | None
+              ) -> AbstractContextManager[Callable[[int, int], None] | None]:
+    """A ``progress=`` argument as a callback; rich is imported only when a bar is asked for."""
+    if progress is None or progress is False:
+        return nullcontext(None)
+    from crossrank.progress import reporter
+
+    return reporter(progress, "scoring")
 
 
 class CrossEncoder:
@@ -208,16 +219,18 @@ class CrossEncoder:
     # -- scoring -----------------------------------------------------------------------------
 
     def score(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
-              max_chunks_per_doc: int | None = None, truncation_side: str = "right") -> np.ndarray:
+              max_chunks_per_doc: int | None = None, truncation_side: str = "right",
+              progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
         """One score per pair, in the caller's order.
 
         Returns float64 of shape ``(n,)`` for single-label models and ``(n, num_labels)`` otherwise
         (float64 so that a probability orders exactly as its logit does). An empty list gives an
         empty array. Identical pairs are scored once. A document longer than the window
-        keeps its start, or its end with ``truncation_side="left"``.
+        keeps its start, or its end with ``truncation_side="left"``. ``progress=True`` shows a bar on
+        stderr for long lists; a callable is called with (pairs done, pairs) after each engine batch.
         """
         scores, _ = self.score_with_stats(pairs, activation=activation, max_chunks_per_doc=max_chunks_per_doc,
-                                          truncation_side=truncation_side)
+                                          truncation_side=truncation_side, progress=progress)
         return scores
 
     def predict(self, inputs: Any, batch_size: int = 32, show_progress_bar: bool | None = None,
@@ -226,7 +239,8 @@ class CrossEncoder:
         """sentence-transformers' ``CrossEncoder.predict``, so code written against it runs unchanged.
 
         One pair gives one score (a scalar, as there), a list gives an array. ``batch_size`` and
-        ``show_progress_bar`` are accepted and have no effect (crossrank batches by tokens, not by count);
+        ``show_progress_bar`` shows a bar as there; ``batch_size`` is accepted and has no effect (crossrank
+        batches by tokens, not by count);
         ``apply_softmax`` on a multi-label model is ``activation="softmax"``; ``convert_to_tensor`` gives a
         torch tensor. A custom ``activation_fn`` is refused: name it with ``score(activation=...)``.
         """
@@ -240,7 +254,8 @@ class CrossEncoder:
         single = (isinstance(inputs, (tuple, list)) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
                   ) or (isinstance(inputs, np.ndarray) and inputs.ndim == 1)
         activation = "softmax" if apply_softmax and self.num_labels > 1 else None
-        scores = self.score([list(inputs)] if single else inputs, activation=activation)
+        scores = self.score([list(inputs)] if single else inputs, activation=activation,
+                            progress=bool(show_progress_bar))
         result: Any = scores[0] if single else scores
         if convert_to_tensor:
             try:
@@ -252,29 +267,34 @@ class CrossEncoder:
 
     def score_with_stats(self, pairs: Sequence[Sequence[Any]], *, activation: str | None = None,
                          max_chunks_per_doc: int | None = None, truncation_side: str = "right",
-                         stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, ScoreStats]:
+                         stop: Callable[[], bool] | None = None, progress: bool | Callable[[int, int], None] = False
+                         ) -> tuple[np.ndarray, ScoreStats]:
         """Scores and what they cost. ``stop`` is polled before each engine batch; when it returns True
         the call raises :class:`~crossrank.errors.ScoringStopped` (a server drops abandoned work so)."""
         queries, texts = self._split_pairs(pairs)
-        return self._score(queries, texts, activation, max_chunks_per_doc, stop, truncation_side)
+        with _reporter(progress) as report:
+            return self._score(queries, texts, activation, max_chunks_per_doc, stop, truncation_side, report)
 
     def score_documents(self, query: Any, documents: Sequence[Any], *, on: Sequence[str] | None = None,
-                        activation: str | None = None, max_chunks_per_doc: int | None = None
-                        ) -> tuple[np.ndarray, ScoreStats]:
+                        activation: str | None = None, max_chunks_per_doc: int | None = None,
+                        progress: bool | Callable[[int, int], None] = False) -> tuple[np.ndarray, ScoreStats]:
         """Scores of one query against many documents (strings or dicts read through ``on``)."""
         q = query_text(query)
         texts = document_texts(documents, on)
-        return self._score([q] * len(texts), texts, activation, max_chunks_per_doc)
+        with _reporter(progress) as report:
+            return self._score([q] * len(texts), texts, activation, max_chunks_per_doc, progress=report)
 
     def rank(self, query: Any, documents: Sequence[Any], top_k: int | None = None, *,
              on: Sequence[str] | None = None, label: int | str | None = None,
-             max_chunks_per_doc: int | None = None, activation: str | None = None) -> list[RankedDocument]:
-        """Documents best first as ``(index, score, document)``; at most ``top_k`` of them."""
+             max_chunks_per_doc: int | None = None, activation: str | None = None,
+             progress: bool | Callable[[int, int], None] = False) -> list[RankedDocument]:
+        """Documents best first as ``(index, score, document)``; at most ``top_k`` of them. ``progress``
+        as for :meth:`score`."""
         if top_k is not None:
             top_k = integer(top_k, "top_k")
         documents = as_items(documents)  # read once: a generator is returned from as well as scored
         scores, _ = self.score_documents(query, documents, on=on, activation=activation,
-                                         max_chunks_per_doc=max_chunks_per_doc)
+                                         max_chunks_per_doc=max_chunks_per_doc, progress=progress)
         if scores.ndim == 2:
             scores = scores[:, self._label_index(label)]
         k = len(scores) if top_k is None else min(top_k, len(scores))
@@ -314,7 +334,8 @@ class CrossEncoder:
 
     def _score(self, queries: list[str], texts: list[str], activation: str | None,
                max_chunks_per_doc: int | None, stop: Callable[[], bool] | None = None,
-               truncation_side: str = "right") -> tuple[np.ndarray, ScoreStats]:
+               truncation_side: str = "right", progress: Callable[[int, int], None] | None = None
+               ) -> tuple[np.ndarray, ScoreStats]:
         activation = self._resolve_activation(self.activation if activation is None else activation)
         chunks = self.max_chunks_per_doc if max_chunks_per_doc is None else max_chunks_per_doc
         integer(chunks, "max_chunks_per_doc", minimum=1)
@@ -344,6 +365,7 @@ class CrossEncoder:
         stats.pair_tokens = np.bincount(enc.owner, weights=enc.lengths, minlength=len(unique)).astype(np.int64)[slot]
         row_logits = np.empty((enc.rows, self.num_labels), dtype=np.float32)
         t1 = time.perf_counter()
+        done = 0
         for rows in plan(enc.lengths, self.max_batch_tokens, self.max_batch_size):
             if stop is not None and stop():
                 raise ScoringStopped(f"stopped after {len(stats.batches)} batches: the caller no longer waits")
@@ -351,6 +373,9 @@ class CrossEncoder:
             row_logits[rows] = self.backend.run(batch.input_ids, batch.attention_mask, batch.token_type_ids)
             stats.batches.append(len(rows))
             stats.padded_tokens += batch.padded_tokens
+            if progress is not None:  # in pairs; a document's windows count as their share of it
+                done += len(rows)
+                progress(len(queries) * done // enc.rows, len(queries))
         stats.inference_s = time.perf_counter() - t1
         if enc.rows == len(unique):
             pair_logits = row_logits
