@@ -524,3 +524,14 @@ def test_progress_is_reported_in_pairs_after_each_batch(tiny_model, capsys):
     assert "scoring" in capsys.readouterr().err
     with pytest.raises(InputError, match="progress"):
         ce.score(pairs, progress="yes")
+
+
+def test_a_label_must_name_the_models_label_even_when_it_has_one(ce):
+    """rank(label=) on a one-label model was ignored whatever it said: a typo ranked silently."""
+    docs = ["crocs kids clog", "heat flow"]
+    expected = [r.index for r in ce.rank("crocs", docs)]
+    assert [r.index for r in ce.rank("crocs", docs, label=0)] == expected
+    assert [r.index for r in ce.rank("crocs", docs, label=ce.labels[0])] == expected
+    for bad in (1, "relevant", -1):
+        with pytest.raises(InputError, match="unknown label"):
+            ce.rank("crocs", docs, label=bad)

@@ -297,6 +297,8 @@ class CrossEncoder:
                                          max_chunks_per_doc=max_chunks_per_doc, progress=progress)
         if scores.ndim == 2:
             scores = scores[:, self._label_index(label)]
+        elif label is not None:
+            self._label_index(label)  # one label: it may be named, never misnamed (it was silently ignored)
         k = len(scores) if top_k is None else min(top_k, len(scores))
         # Stable sort on the negated score: ties keep the caller's order.
         order = np.argsort(-scores, kind="stable")[:k]
