@@ -21,7 +21,9 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers (they were plain `object`)
     from crossrank.retrieval.corpus import load_corpus as load_corpus
+    from crossrank.retrieval.elastic import rerank_response as rerank_response
     from crossrank.retrieval.elastic import rerank_search_response as rerank_search_response
+    from crossrank.retrieval.elastic import rerank_solr_response as rerank_solr_response
     from crossrank.retrieval.index import Index as Index
     from crossrank.retrieval.pipeline import BM25 as BM25
     from crossrank.retrieval.pipeline import MMR as MMR
@@ -37,7 +39,8 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers (they were
 #: The retrieval pipeline, importable from the top (``from crossrank import Index, BM25``) but loaded
 #: only when touched, so ``import crossrank`` stays quick and free of bm25s, usearch and torch.
 _RETRIEVAL = ("BM25", "Dense", "MMR", "Index", "Pipeline", "SearchResult", "Hit", "LocalRanker",
-              "CascadeRanker", "RemoteRanker", "build_pipeline", "load_corpus", "rerank_search_response")
+              "CascadeRanker", "RemoteRanker", "build_pipeline", "load_corpus", "rerank_search_response",
+              "rerank_solr_response", "rerank_response")
 
 
 def __getattr__(name: str) -> object:

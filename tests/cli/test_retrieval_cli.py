@@ -225,3 +225,22 @@ def test_os_errors_and_deep_json_end_in_one_line(tiny_model):
     proc = subprocess.run([*cli, "rerank", "q", "--model", str(tiny_model)], input=deep, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "nested too deeply" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_rerank_response_reads_an_engines_json_and_prints_it_reranked(tiny_model, tmp_path):
+    solr = {"response": {"numFound": 2, "start": 0, "maxScore": 2.0, "docs": [
+        {"id": "a", "title": "running shoe", "score": 2.0}, {"id": "b", "title": "crocs kids clog", "score": 1.0}]}}
+    es = {"hits": {"max_score": 2.0, "hits": [{"_id": "a", "_score": 2.0, "_source": {"title": "running shoe"}},
+                                              {"_id": "b", "_score": 1.0, "_source": {"title": "crocs kids clog"}}]}}
+    path = tmp_path / "es.json"
+    path.write_text(json.dumps(es))
+    from_stdin = runner.invoke(app, ["rerank-response", "crocs", "--model", str(tiny_model)], input=json.dumps(solr))
+    from_file = runner.invoke(app, ["rerank-response", "crocs", str(path), "--model", str(tiny_model)])
+    assert from_stdin.exit_code == 0 and from_file.exit_code == 0, from_stdin.output + from_file.output
+    docs, hits = json.loads(from_stdin.stdout)["response"]["docs"], json.loads(from_file.stdout)["hits"]["hits"]
+    assert {d["id"] for d in docs} == {h["_id"] for h in hits} == {"a", "b"}
+    assert [d["id"] for d in docs] == [h["_id"] for h in hits]  # the same texts rank the same in both shapes
+    assert all("_crossrank" in d for d in docs)
+    for bad, why in (("not json", "not JSON"), ('{"took": 1}', "no hits.hits"), (b"\xff\xfe{", "not JSON")):
+        result = runner.invoke(app, ["rerank-response", "q", "--model", str(tiny_model)], input=bad)
+        assert result.exit_code == 2 and why in result.output, result.output

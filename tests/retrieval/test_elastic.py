@@ -116,3 +116,53 @@ def test_a_failing_local_engine_returns_the_engine_order():
 
     out = rerank_search_response(_response(), QUERY, Broken(), on=["name"])
     assert out["hits"] == _response()["hits"] and "onnxruntime failed" in out["_crossrank"]["fallback"]
+
+
+def _solr():
+    return {"responseHeader": {"status": 0, "QTime": 2, "params": {"q": "clog", "fl": "id,name,tags,score"}},
+            "response": {"numFound": 4, "start": 0, "maxScore": 3.0, "numFoundExact": True, "docs": [
+                {"id": "1", "name": "running shoe", "tags": ["fast", "road"], "score": 3.0},
+                {"id": "2", "name": "crocs", "tags": ["kids", "clog"], "score": 2.0},
+                {"id": "3", "name": "aircraft wing", "score": 1.5},
+                {"id": "4", "name": "blue clog", "tags": ["clog"], "score": 1.0}]},
+            "facet_counts": {"facet_fields": {"tags": ["clog", 2]}}}
+
+
+def test_a_solr_response_comes_back_reordered_in_its_own_shape(tiny_ranker):
+    from crossrank.retrieval import rerank_response, rerank_solr_response
+
+    response = _solr()
+    original = copy.deepcopy(response)
+    out = rerank_solr_response(response, QUERY, tiny_ranker, on=["name", "tags"])
+    assert response == original and out["facet_counts"] == original["facet_counts"]
+    texts = [d["name"] + ("\n" + "\n".join(d["tags"]) if "tags" in d else "") for d in original["response"]["docs"]]
+    expected = tiny_ranker.encoder.score([(QUERY, t) for t in texts])
+    order = np.argsort(-expected, kind="stable")
+    docs = out["response"]["docs"]
+    assert [d["id"] for d in docs] == [str(i + 1) for i in order]
+    np.testing.assert_allclose([d["score"] for d in docs], expected[order], rtol=1e-5)
+    assert out["response"]["maxScore"] == pytest.approx(float(expected[order[0]]))
+    assert [d["_crossrank"]["first_stage_score"] for d in docs] == [original["response"]["docs"][i]["score"]
+                                                                    for i in order]
+    assert out["_crossrank"]["method"] == "engine+rerank" and out["response"]["numFound"] == 4
+    assert rerank_response(_solr(), QUERY, tiny_ranker, on=["name", "tags"]) == out  # told apart by shape
+    assert rerank_response(_response(), QUERY, tiny_ranker, on=["name"]) == \
+        rerank_search_response(_response(), QUERY, tiny_ranker, on=["name"])
+    tail = rerank_solr_response(_solr(), QUERY, tiny_ranker, on=["name"], window=2)["response"]["docs"]
+    assert {d["id"] for d in tail[:2]} == {"1", "2"} and [d["id"] for d in tail[2:]] == ["3", "4"]
+
+
+def test_bad_solr_responses_say_what_is_wrong(tiny_ranker):
+    from crossrank.retrieval import rerank_response, rerank_solr_response
+
+    with pytest.raises(InputError, match="grouped response"):
+        rerank_response({"responseHeader": {}, "grouped": {"name": {"groups": []}}}, QUERY, tiny_ranker)
+    with pytest.raises(InputError, match="no response.docs"):
+        rerank_solr_response({"response": {"numFound": 0}}, QUERY, tiny_ranker)
+    with pytest.raises(InputError, match="none of the fields"):
+        rerank_solr_response(_solr(), QUERY, tiny_ranker, on=["price"])
+    empty = {"response": {"numFound": 0, "start": 0, "docs": []}}
+    assert rerank_solr_response(empty, QUERY, tiny_ranker) == empty
+    ranker = RemoteRanker("http://127.0.0.1:9/v1/rerank", timeout=0.3, retries=0)
+    out = rerank_solr_response(_solr(), QUERY, ranker, on=["name"])
+    assert out["response"] == _solr()["response"] and "kept the engine's order" in out["_crossrank"]["fallback"]

@@ -1,4 +1,5 @@
-"""``crossrank index`` and ``crossrank search``: the retrieval pipeline from the command line.
+"""``crossrank index``, ``crossrank search`` and ``crossrank rerank-response``: the retrieval pipeline, and
+the rerank of another engine's results, from the command line.
 
 Commands only parse flags, call the library and print; ``register(app)`` adds them to the main app.
 Exit codes: 0 ok, 2 for anything the user can fix (bad input, missing file, unknown model).
@@ -7,6 +8,7 @@ Exit codes: 0 ok, 2 for anything the user can fix (bad input, missing file, unkn
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -176,6 +178,39 @@ def search(
                        "with a trained cross-encoder to rerank the top --window.", err=True)
 
 
+def rerank_response(
+    query: Annotated[str, typer.Argument(help="the query the engine answered")],
+    response: Annotated[Path | None, typer.Argument(
+        metavar="[RESPONSE]", help="the engine's JSON response (default: stdin)")] = None,
+    model: Annotated[str | None, typer.Option(help="cross-encoder (hub id, dir, export, built-in)")] = None,
+    on: Annotated[str, typer.Option(help="comma-separated fields the ranker reads (dotted paths work)")]
+    = "title,text",
+    window: Annotated[int | None, typer.Option(help="rerank only the first WINDOW hits (default: all)")] = None,
+    backend: Annotated[str, typer.Option(help="auto, onnx or torch")] = "auto",
+    quantize: Annotated[str | None, typer.Option(help="int8 for the quantized ONNX graph")] = None,
+) -> None:
+    """Rerank an Elasticsearch/OpenSearch `_search` or Solr `/select` JSON response; print it in its own
+    shape, hits reordered, each engine score kept under `_crossrank`
+    (`curl -s 'es:9200/docs/_search?q=...' | crossrank rerank-response "..." --on title,body`)."""
+    from crossrank.jsonl import loads
+    from crossrank.retrieval import LocalRanker
+    from crossrank.retrieval import rerank_response as rerank
+
+    try:
+        if model is not None and not model.strip():
+            raise InputError("--model is empty")
+        raw = sys.stdin.buffer.read() if response is None or str(response) == "-" else response.read_bytes()
+        try:
+            parsed = loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"the response is not JSON: {exc}") from None
+        ranker = LocalRanker(model, backend=backend, quantize=quantize)
+        out = rerank(parsed, query, ranker, on=comma_list(on, ["title", "text"]), window=window)
+    except CrossrankError as exc:
+        _fail(exc)
+    typer.echo(dumps(out))
+
+
 def _print_result(result: SearchResult) -> None:
     """A table of the hits. Whatever came from the corpus or a remote server is shown as text, never read
     as Rich markup: "List[str]" lost its brackets and "[/b]" ended the command with a MarkupError."""
@@ -214,3 +249,4 @@ def register(app: typer.Typer) -> None:
     """Add the retrieval commands to the crossrank app."""
     app.command("index")(index)
     app.command("search")(search)
+    app.command("rerank-response")(rerank_response)

@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers (they were Any)
     from crossrank.retrieval.corpus import load_corpus as load_corpus
     from crossrank.retrieval.dense import BiEncoder as BiEncoder
     from crossrank.retrieval.dense import VectorIndex as VectorIndex
+    from crossrank.retrieval.elastic import rerank_response as rerank_response
     from crossrank.retrieval.elastic import rerank_search_response as rerank_search_response
+    from crossrank.retrieval.elastic import rerank_solr_response as rerank_solr_response
     from crossrank.retrieval.fusion import mmr as mmr
     from crossrank.retrieval.fusion import reciprocal_rank_fusion as reciprocal_rank_fusion
     from crossrank.retrieval.index import Index as Index
@@ -53,7 +55,7 @@ _EXPORTS = {
     "FusedRanker": "rankers",
     "RankerUnavailable": "rankers", "window_for_budget": "rankers",
     "RemoteRanker": "remote",
-    "rerank_search_response": "elastic",
+    "rerank_search_response": "elastic", "rerank_solr_response": "elastic", "rerank_response": "elastic",
     "Index": "index",
     "BM25": "pipeline", "Dense": "pipeline", "Fusion": "pipeline", "MMR": "pipeline", "Pipeline": "pipeline",
     "build_pipeline": "pipeline",

@@ -1,4 +1,5 @@
-"""Reranking the hits of an Elasticsearch / OpenSearch ``_search`` response, returned in the same shape.
+"""Reranking the hits of an Elasticsearch / OpenSearch ``_search`` or a Solr ``/select`` response, returned
+in the same shape.
 
 The response goes in as the JSON the engine returned; the ranker reads the ``_source`` fields named
 by ``on``, as the engine names them (``author.name`` reads ``{"author": {"name": ...}}``, and every
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from crossrank.checks import integer
@@ -53,56 +55,120 @@ def _hit_text(source: Mapping[str, Any], fields: list[str], what: str) -> str:
     return join_fields(resolved, fields, what)
 
 
-def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
-                           on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
-    """A copy of ``response`` with its first ``window`` hits (all by default) reranked by ``ranker``.
+@dataclass(frozen=True)
+class _Shape:
+    """Where an engine's response keeps what a rerank reads and rewrites."""
 
-    Hits beyond the window keep their order after the reranked ones. Each reranked hit gets
-    ``_crossrank: {first_stage_rank, first_stage_score, rerank_rank}``; ``hits.max_score`` follows.
-    """
-    query = query_text(query)
-    if not isinstance(response, Mapping):
-        raise InputError(f"not an Elasticsearch/OpenSearch _search response: a {type(response).__name__}, "
-                         "not the JSON object")
-    if window is not None:  # None: every hit
-        window = integer(window, "window")
-    fields = field_names(on)
-    out = copy.deepcopy(dict(response))
-    hits = _hits(out)
+    engine: str  # for messages
+    source: Callable[[Mapping[str, Any]], Any]  # a hit's fields
+    score_key: str
+    id_key: str
+
+
+_ELASTIC = _Shape("Elasticsearch/OpenSearch", lambda hit: hit.get("_source"), "_score", "_id")
+_SOLR = _Shape("Solr", lambda doc: doc, "score", "id")
+
+
+def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker, fields: list[str],
+                 shape: _Shape) -> tuple[list[Any], float | None, dict[str, Any] | None]:
+    """The hits reordered (the first ``window`` by the ranker, the rest after them as they were), the new
+    top score (None when nothing was reranked) and the response-level ``_crossrank`` note (None when
+    there was nothing to rerank)."""
     n = len(hits) if window is None else min(window, len(hits))
     if n == 0:
-        return out
+        return hits, None, None
     texts, empty = [], []
     for i, hit in enumerate(hits[:n]):
-        source = hit.get("_source") if isinstance(hit, Mapping) else None
+        source = shape.source(hit) if isinstance(hit, Mapping) else None
         if not isinstance(source, Mapping):
-            raise InputError(f"hit {i} has no _source object; ask the engine for the fields in `on`")
-        text = _hit_text(source, fields, f"hit {i} (_id {hit.get('_id')!r}) _source")
+            what = "_source object" if shape is _ELASTIC else "field object"
+            raise InputError(f"hit {i} has no {what}; ask the engine for the fields in `on`")
+        text = _hit_text(source, fields, f"hit {i} ({shape.id_key} {hit.get(shape.id_key)!r})")
         if not text:  # a sparse document: ranked on nothing, as the pipeline ranks one
-            empty.append(hit.get("_id", i))
+            empty.append(hit.get(shape.id_key, i))
         texts.append(text)
-    if empty and len(empty) == n:
-        raise InputError(f"none of the fields {fields} is in any hit's _source; name the fields to rank on")
+    if len(empty) == n:
+        raise InputError(f"none of the fields {fields} is in any hit; name the fields to rank on")
     if empty:
-        log.warning("rerank of _search response: %d hits have none of %s, ranked as empty texts: %s",
-                    len(empty), fields, empty[:5])
+        log.warning("rerank of a %s response: %d hits have none of %s, ranked as empty texts: %s",
+                    shape.engine, len(empty), fields, empty[:5])
     try:
         ranking = ranker.rank(query, texts)
     except BackendError as exc:  # RankerUnavailable, or the local engine failing on a batch
         reason = f"{ranker.name} failed, kept the engine's order: {exc}"
-        log.warning("rerank of _search response: %s", reason)
-        out["_crossrank"] = {"method": "engine", "fallback": reason}
-        return out
+        log.warning("rerank of a %s response: %s", shape.engine, reason)
+        return hits, None, {"method": "engine", "fallback": reason}
     ordered = ranking.order.tolist()
     seen = set(ordered)
     unranked = [i for i in range(n) if i not in seen]
     for rerank_rank, (i, score) in enumerate(zip(ordered, ranking.scores.tolist(), strict=True), 1):
         hit = hits[i]
-        hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get("_score"),
+        hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get(shape.score_key),
                              "rerank_rank": rerank_rank}
-        hit["_score"] = float(score)
-    out["hits"]["hits"] = [hits[i] for i in ordered] + [hits[i] for i in unranked] + hits[n:]
-    if ordered:
-        out["hits"]["max_score"] = float(ranking.scores[0])
-    out["_crossrank"] = {"method": f"engine+{ranker.name}", "window": n, "fallback": None}
+        hit[shape.score_key] = float(score)
+    top = float(ranking.scores[0]) if ordered else None
+    note = {"method": f"engine+{ranker.name}", "window": n, "fallback": None}
+    return [hits[i] for i in ordered] + [hits[i] for i in unranked] + hits[n:], top, note
+
+
+def _prepare(response: Any, query: str, on: Sequence[str], window: int | None, engine: str
+             ) -> tuple[dict[str, Any], str, list[str], int | None]:
+    query = query_text(query)
+    if not isinstance(response, Mapping):
+        raise InputError(f"not an {engine} response: a {type(response).__name__}, not the JSON object")
+    if window is not None:  # None: every hit
+        window = integer(window, "window")
+    return copy.deepcopy(dict(response)), query, field_names(on), window
+
+
+def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
+                           on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
+    """A copy of an Elasticsearch/OpenSearch ``_search`` response with its first ``window`` hits (all by
+    default) reranked by ``ranker``.
+
+    Hits beyond the window keep their order after the reranked ones. Each reranked hit gets
+    ``_crossrank: {first_stage_rank, first_stage_score, rerank_rank}``; ``hits.max_score`` follows.
+    """
+    out, query, fields, window = _prepare(response, query, on, window, "Elasticsearch/OpenSearch _search")
+    hits, top, note = _rerank_hits(_hits(out), window, query, ranker, fields, _ELASTIC)
+    if note is None:
+        return out
+    out["hits"]["hits"] = hits
+    if top is not None:
+        out["hits"]["max_score"] = top
+    out["_crossrank"] = note
     return out
+
+
+def rerank_solr_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
+                         on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
+    """A copy of a Solr ``/select`` JSON response (``wt=json``) with its first ``window`` documents (all by
+    default) reranked by ``ranker``: ``response.docs`` reordered, each reranked document's ``score``
+    replaced (Solr's own kept under ``_crossrank``, as for Elasticsearch), ``response.maxScore`` following.
+    The documents are read through ``on`` as stored fields (multi-valued fields are lists: their values
+    are joined); ask Solr for them with ``fl``. Grouped responses (``group=true``) are refused.
+    """
+    out, query, fields, window = _prepare(response, query, on, window, "Solr /select")
+    body = out.get("response")
+    docs = body.get("docs") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(docs, list):
+        hint = " (a grouped response: rerank each group's doclist, or query without group=true)" \
+            if "grouped" in out else ""
+        raise InputError(f"not a Solr /select response: it has no response.docs list{hint}")
+    docs, top, note = _rerank_hits(docs, window, query, ranker, fields, _SOLR)
+    if note is None:
+        return out
+    body["docs"] = docs
+    if top is not None and "maxScore" in body:
+        body["maxScore"] = top
+    out["_crossrank"] = note
+    return out
+
+
+def rerank_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
+                    on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
+    """An Elasticsearch/OpenSearch or a Solr response reranked, whichever it is (by its shape)."""
+    if isinstance(response, Mapping) and "hits" not in response \
+            and any(key in response for key in ("response", "grouped", "responseHeader")):
+        return rerank_solr_response(response, query, ranker, on=on, window=window)
+    return rerank_search_response(response, query, ranker, on=on, window=window)
