@@ -244,3 +244,12 @@ def test_rerank_response_reads_an_engines_json_and_prints_it_reranked(tiny_model
     for bad, why in (("not json", "not JSON"), ('{"took": 1}', "no hits.hits"), (b"\xff\xfe{", "not JSON")):
         result = runner.invoke(app, ["rerank-response", "q", "--model", str(tiny_model)], input=bad)
         assert result.exit_code == 2 and why in result.output, result.output
+    # no model: refused, not the random-head built-in scrambling the engine's order
+    result = runner.invoke(app, ["rerank-response", "crocs"], input=json.dumps(solr))
+    assert result.exit_code == 2 and "--model" in result.output
+    # a remote ranker that is down: the engine's order, and why
+    result = runner.invoke(app, ["rerank-response", "crocs", str(path), "--remote", "http://127.0.0.1:9",
+                                 "--timeout", "0.3"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["hits"] == es["hits"] and "kept the engine's order" in out["_crossrank"]["fallback"]

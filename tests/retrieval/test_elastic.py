@@ -48,8 +48,13 @@ def test_hits_come_back_reordered_by_the_ranker_in_the_same_shape(tiny_ranker):
 def test_window_leaves_the_tail_alone(tiny_ranker):
     out = rerank_search_response(_response(), QUERY, tiny_ranker, on=["name"], window=2)
     assert {h["_id"] for h in out["hits"]["hits"][:2]} == {"1", "2"}
-    assert [h["_id"] for h in out["hits"]["hits"][2:]] == ["3", "4"]
-    assert "_crossrank" not in out["hits"]["hits"][2]
+    tail = out["hits"]["hits"][2:]
+    assert [h["_id"] for h in tail] == ["3", "4"]
+    # the engine's scores (2.0, 1.0) beside the ranker's would sort the tail first for a client
+    assert [h["_score"] for h in tail] == [None, None]
+    assert [h["_crossrank"] for h in tail] == [{"first_stage_rank": 3, "first_stage_score": 2.0, "rerank_rank": None},
+                                               {"first_stage_rank": 4, "first_stage_score": 1.0, "rerank_rank": None}]
+    assert out["hits"]["max_score"] == max(h["_score"] for h in out["hits"]["hits"][:2])
 
 
 def test_failing_ranker_returns_the_engine_order():
@@ -63,9 +68,11 @@ def test_bad_responses(tiny_ranker):
     with pytest.raises(InputError, match="hits.hits"):
         rerank_search_response({"error": "index_not_found"}, QUERY, tiny_ranker)
     response = _response()
-    del response["hits"]["hits"][1]["_source"]
-    with pytest.raises(InputError, match="hit 1 has no _source"):
+    response["hits"]["hits"][1]["_source"] = "not an object"
+    with pytest.raises(InputError, match="hit 1 has no _source or fields object"):
         rerank_search_response(response, QUERY, tiny_ranker, on=["name"])
+    with pytest.raises(InputError, match="_msearch"):
+        rerank_search_response({"took": 1, "responses": [_response()]}, QUERY, tiny_ranker)
     with pytest.raises(InputError, match="none of the fields"):
         rerank_search_response(_response(), QUERY, tiny_ranker, on=["price"])
     for bad in (None, "not json", 42):
@@ -166,3 +173,38 @@ def test_bad_solr_responses_say_what_is_wrong(tiny_ranker):
     ranker = RemoteRanker("http://127.0.0.1:9/v1/rerank", timeout=0.3, retries=0)
     out = rerank_solr_response(_solr(), QUERY, ranker, on=["name"])
     assert out["response"] == _solr()["response"] and "kept the engine's order" in out["_crossrank"]["fallback"]
+
+
+def test_hits_without_source_are_read_from_fields_and_client_objects_through_body(tiny_ranker):
+    """`fields` (or `_source: false`) hits were refused; the Elasticsearch 8 client's ObjectApiResponse too."""
+    with_source = rerank_search_response(_response(), QUERY, tiny_ranker, on=["name", "description"])
+    fields = _response()
+    for hit in fields["hits"]["hits"]:
+        hit["fields"] = {k: [v] for k, v in hit.pop("_source").items()}
+    from_fields = rerank_search_response(fields, QUERY, tiny_ranker, on=["name", "description"])
+    assert [h["_id"] for h in from_fields["hits"]["hits"]] == [h["_id"] for h in with_source["hits"]["hits"]]
+    sparse = _response()
+    del sparse["hits"]["hits"][1]["_source"]  # an index with _source disabled: ranked on nothing, not refused
+    assert len(rerank_search_response(sparse, QUERY, tiny_ranker, on=["name"])["hits"]["hits"]) == 4
+
+    class ObjectApiResponse:  # what elasticsearch-py 8+ returns from es.search(): the JSON is .body
+        def __init__(self, body):
+            self.body = body
+
+    assert rerank_search_response(ObjectApiResponse(_response()), QUERY, tiny_ranker, on=["name"]) == \
+        rerank_search_response(_response(), QUERY, tiny_ranker, on=["name"])
+
+
+def test_the_next_pages_cursor_and_async_search_results(tiny_ranker):
+    response = _response()
+    for n, hit in enumerate(response["hits"]["hits"]):
+        hit["sort"] = [1700 - n, hit["_id"]]
+    out = rerank_search_response(response, QUERY, tiny_ranker, on=["name"])
+    assert out["_crossrank"]["search_after"] == [1697, "4"]  # the engine's last hit, wherever it now stands
+    async_result = {"id": "FmRl", "is_partial": False, "is_running": False, "response": _response()}
+    from crossrank.retrieval import rerank_response
+
+    for rerank in (rerank_search_response, rerank_response):
+        wrapped = rerank(async_result, QUERY, tiny_ranker, on=["name"])
+        assert wrapped["id"] == "FmRl"
+        assert wrapped["response"] == rerank_search_response(_response(), QUERY, tiny_ranker, on=["name"])

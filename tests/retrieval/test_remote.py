@@ -54,6 +54,14 @@ class RankerService:
                     return self._send(503 if mode == "flaky" else 500, b'{"error": "boom"}')
                 if mode == "badrequest":
                     return self._send(400, b'{"error": "bad"}')
+                if mode == "busy" and service.flaky_failures == 0:  # 429 once, asking for a second's wait
+                    service.flaky_failures += 1
+                    return self._send(429, b'{"error": "overloaded"}', {"Retry-After": "1"})
+                if mode == "moved":
+                    return self._send(308, b"", {"Location": "https://user:pw@elsewhere.example/v1/rerank"})
+                texts = body.get("documents") or body.get("texts") or body.get("chunks")
+                if mode == "tei32" and len(texts) > 32:  # TEI's default --max-client-batch-size
+                    return self._send(413, b'{"error": "batch size 50 > maximum allowed batch size 32"}')
                 if mode == "garbage":
                     return self._send(200, b"<html>not json</html>")
                 if mode == "deep":  # valid JSON nested past Python's recursion limit
@@ -104,8 +112,10 @@ class RankerService:
                     return None
                 return self._send(200, payload)
 
-            def _send(self, status, payload):
+            def _send(self, status, payload, headers=None):
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -145,7 +155,7 @@ def test_each_dialect_ranks_and_sends_its_request_shape(service, dialect, path):
     request = service.requests[-1]
     assert request["endpoint"] == path and request["auth"] == "Bearer secret"
     expected = {"cohere": {"query": QUERY, "documents": texts, "top_n": 3, "model": "rerank-v3"},
-                "tei": {"query": QUERY, "texts": texts},  # probabilities, as cohere's: one min_score scale
+                "tei": {"query": QUERY, "texts": texts, "truncate": True},  # probabilities: one min_score scale
                 "plain": {"query": QUERY, "chunks": texts, "model": "rerank-v3"}}[dialect]
     assert request["body"] == expected
     assert ranker.available()
@@ -265,3 +275,45 @@ def test_options_are_checked_and_a_closed_ranker_falls_back(sample_index, servic
     result = build_pipeline(sample_index, ranker=ranker)(QUERY, top_k=5, window=10)
     assert result.fallback and "closed" in result.fallback
     assert result.ids == build_pipeline(sample_index)(QUERY, top_k=5).ids
+
+
+def test_long_lists_go_as_several_requests_within_the_services_limit(service):
+    """A stock TEI refuses more than 32 texts a request (413): every rerank of a longer window fell back."""
+    texts = [f"bears in the woods {i}" if i % 7 == 0 else f"stock market {i}" for i in range(50)]
+    ranking = RemoteRanker(f"{service.url}/tei32/rerank", dialect="tei").rank(QUERY, texts)
+    assert sorted(len(r["body"]["texts"]) for r in service.requests) == [18, 32]
+    assert set(ranking.order[:8].tolist()) == {i for i in range(50) if i % 7 == 0}
+    assert ranking.stages["rerank"].tolist() == [_overlap(QUERY, t) for t in texts]
+    service.requests.clear()
+    RemoteRanker(f"{service.url}/ok/score", dialect="plain", max_documents=20).rank(QUERY, texts)
+    assert sorted(len(r["body"]["chunks"]) for r in service.requests) == [10, 20, 20]
+
+
+def test_a_429_is_retried_after_the_wait_it_asks_for_and_a_redirect_is_named(service):
+    ranker = RemoteRanker(f"{service.url}/busy/v1/rerank", timeout=5, retries=1)
+    started = time.monotonic()
+    assert ranker.rank(QUERY, ["bears", "stock"]).order.tolist() == [0, 1]
+    assert time.monotonic() - started >= 0.9  # Retry-After: 1, not the 0.05 s backoff
+    with pytest.raises(RankerUnavailable, match="HTTP 308, redirected to https://elsewhere.example/v1/rerank"):
+        RemoteRanker(f"{service.url}/moved/v1/rerank", retries=0).rank(QUERY, ["a"])
+
+
+def test_credentials_never_appear_in_messages_or_repr(service, caplog):
+    url = "http://alice:hunter2@127.0.0.1:9/v1/rerank?api_key=sekrit&v=2"
+    ranker = RemoteRanker(url, api_key="sk-TOKEN\n", timeout=0.3, retries=1)  # a key read from a file
+    with pytest.raises(RankerUnavailable) as failed:
+        ranker.rank(QUERY, ["a"])
+    shown = f"{failed.value} {ranker!r} {caplog.text}"
+    assert "127.0.0.1:9/v1/rerank?api_key=***&v=***" in shown
+    for secret in ("hunter2", "alice", "sekrit", "sk-TOKEN"):
+        assert secret not in shown
+    with pytest.raises(InputError, match="control character"):
+        RemoteRanker(service.url, api_key="sk-a\rb")
+
+
+def test_texts_are_read_as_the_local_engine_reads_them(service):
+    """A lone surrogate raised UnicodeEncodeError out of the ranker, past the pipeline's fallback."""
+    ranker = RemoteRanker(f"{service.url}/ok/v1/rerank")
+    assert ranker.rank(QUERY + "\ud800", ["bears \udc00 in the woods", "stock"]).order.tolist() == [0, 1]
+    with pytest.raises(InputError):
+        ranker.rank(QUERY, [b"\xff not UTF-8"])

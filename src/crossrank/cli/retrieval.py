@@ -188,23 +188,34 @@ def rerank_response(
     window: Annotated[int | None, typer.Option(help="rerank only the first WINDOW hits (default: all)")] = None,
     backend: Annotated[str, typer.Option(help="auto, onnx or torch")] = "auto",
     quantize: Annotated[str | None, typer.Option(help="int8 for the quantized ONNX graph")] = None,
+    remote: Annotated[str | None, typer.Option(help="URL of a remote ranker instead of the local engine")] = None,
+    dialect: Annotated[str, typer.Option(help="remote API: cohere, tei or plain (crossrank's /score)")] = "cohere",
+    api_key: Annotated[str | None, typer.Option(envvar="CROSSRANK_API_KEY", help="remote API key")] = None,
+    timeout: Annotated[float, typer.Option(help="remote timeout, seconds")] = 2.0,
 ) -> None:
-    """Rerank an Elasticsearch/OpenSearch `_search` or Solr `/select` JSON response; print it in its own
-    shape, hits reordered, each engine score kept under `_crossrank`
-    (`curl -s 'es:9200/docs/_search?q=...' | crossrank rerank-response "..." --on title,body`)."""
+    """Rerank an Elasticsearch/OpenSearch `_search` or Solr `/select` JSON response with --model (or
+    --remote); print it in its own shape, hits reordered, each engine score kept under `_crossrank`
+    (`curl -s 'es:9200/docs/_search?q=...' | crossrank rerank-response "..." --on title,body --model DIR`)."""
     from crossrank.jsonl import loads
-    from crossrank.retrieval import LocalRanker
+    from crossrank.retrieval import LocalRanker, RemoteRanker
     from crossrank.retrieval import rerank_response as rerank
 
     try:
-        if model is not None and not model.strip():
-            raise InputError("--model is empty")
+        for flag, value in (("--model", model), ("--remote", remote)):
+            if value is not None and not value.strip():  # an unset $VARIABLE: not "no model"
+                raise InputError(f"{flag} is empty")
+        if model is None and remote is None:
+            # The built-in model has a random head: reranking with it by default would scramble the engine's
+            # order. Naming it (--model minilm-l6-untrained) is allowed, for plumbing.
+            raise InputError("name the cross-encoder to rerank with: --model (a trained checkpoint, hub id or "
+                             "export) or --remote URL")
         raw = sys.stdin.buffer.read() if response is None or str(response) == "-" else response.read_bytes()
         try:
             parsed = loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"the response is not JSON: {exc}") from None
-        ranker = LocalRanker(model, backend=backend, quantize=quantize)
+        ranker: Any = (RemoteRanker(remote, dialect=dialect, model=model, api_key=api_key, timeout=timeout)
+                       if remote else LocalRanker(model, backend=backend, quantize=quantize))
         out = rerank(parsed, query, ranker, on=comma_list(on, ["title", "text"]), window=window)
     except CrossrankError as exc:
         _fail(exc)

@@ -65,7 +65,14 @@ class _Shape:
     id_key: str
 
 
-_ELASTIC = _Shape("Elasticsearch/OpenSearch", lambda hit: hit.get("_source"), "_score", "_id")
+def _elastic_fields(hit: Mapping[str, Any]) -> Any:
+    """A hit's ``_source``, or its ``fields`` (the ``fields`` option, or ``_source: false``): the same
+    names, every value an array, which :func:`_values` reads alike."""
+    source = hit.get("_source")
+    return source if source is not None else hit.get("fields", {})
+
+
+_ELASTIC = _Shape("Elasticsearch/OpenSearch", _elastic_fields, "_score", "_id")
 _SOLR = _Shape("Solr", lambda doc: doc, "score", "id")
 
 
@@ -81,7 +88,7 @@ def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker
     for i, hit in enumerate(hits[:n]):
         source = shape.source(hit) if isinstance(hit, Mapping) else None
         if not isinstance(source, Mapping):
-            what = "_source object" if shape is _ELASTIC else "field object"
+            what = "_source or fields object" if shape is _ELASTIC else "field object"
             raise InputError(f"hit {i} has no {what}; ask the engine for the fields in `on`")
         text = _hit_text(source, fields, f"hit {i} ({shape.id_key} {hit.get(shape.id_key)!r})")
         if not text:  # a sparse document: ranked on nothing, as the pipeline ranks one
@@ -106,6 +113,15 @@ def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker
         hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get(shape.score_key),
                              "rerank_rank": rerank_rank}
         hit[shape.score_key] = float(score)
+    # Hits the ranker did not score (past the window, or pruned by a cascade) follow the reranked ones with
+    # no score: the engine's (BM25 ~12) beside the ranker's (0-1) would sort them first for anyone who
+    # sorts by score. Their engine score and rank stay under _crossrank, as for the others.
+    for i in [*unranked, *range(n, len(hits))]:
+        hit = hits[i]
+        if isinstance(hit, dict):
+            hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get(shape.score_key),
+                                 "rerank_rank": None}
+            hit[shape.score_key] = None
     top = float(ranking.scores[0]) if ordered else None
     note = {"method": f"engine+{ranker.name}", "window": n, "fallback": None}
     return [hits[i] for i in ordered] + [hits[i] for i in unranked] + hits[n:], top, note
@@ -114,6 +130,7 @@ def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker
 def _prepare(response: Any, query: str, on: Sequence[str], window: int | None, engine: str
              ) -> tuple[dict[str, Any], str, list[str], int | None]:
     query = query_text(query)
+    response = _unwrap(response)
     if not isinstance(response, Mapping):
         raise InputError(f"not an {engine} response: a {type(response).__name__}, not the JSON object")
     if window is not None:  # None: every hit
@@ -126,16 +143,31 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
     """A copy of an Elasticsearch/OpenSearch ``_search`` response with its first ``window`` hits (all by
     default) reranked by ``ranker``.
 
-    Hits beyond the window keep their order after the reranked ones. Each reranked hit gets
-    ``_crossrank: {first_stage_rank, first_stage_score, rerank_rank}``; ``hits.max_score`` follows.
+    Hits beyond the window keep their order after the reranked ones, with ``_score: null`` (the engine's
+    scale is not the ranker's). Every hit gets ``_crossrank: {first_stage_rank, first_stage_score,
+    rerank_rank}`` (``rerank_rank`` null when not reranked); ``hits.max_score`` follows. The fields are read
+    from ``_source``, or from ``fields`` when a hit has no ``_source``. The response-level ``_crossrank`` has
+    ``search_after``, the engine's last ``sort`` values, when hits carry them: the cursor for the next page
+    (the last hit after the rerank is not the engine's last). An async search's result is reranked inside;
+    the client's response object (``es.search(...)``) is read through its ``.body``.
     """
     out, query, fields, window = _prepare(response, query, on, window, "Elasticsearch/OpenSearch _search")
-    hits, top, note = _rerank_hits(_hits(out), window, query, ranker, fields, _ELASTIC)
+    if "hits" not in out and isinstance(out.get("response"), dict) and "hits" in out["response"]:
+        # an async search's result ({"id", "is_running", "response": {...}}): the search inside it
+        out["response"] = rerank_search_response(out["response"], query, ranker, on=fields, window=window)
+        return out
+    if "hits" not in out and isinstance(out.get("responses"), list):
+        raise InputError("an _msearch response: rerank each search of it, responses[i], with its own query")
+    engine_hits = _hits(out)
+    last_sort = engine_hits[-1].get("sort") if engine_hits and isinstance(engine_hits[-1], Mapping) else None
+    hits, top, note = _rerank_hits(engine_hits, window, query, ranker, fields, _ELASTIC)
     if note is None:
         return out
     out["hits"]["hits"] = hits
     if top is not None:
         out["hits"]["max_score"] = top
+    if last_sort is not None:  # the next page's cursor is the engine's last hit, wherever it now stands
+        note["search_after"] = last_sort
     out["_crossrank"] = note
     return out
 
@@ -168,7 +200,17 @@ def rerank_solr_response(response: Mapping[str, Any], query: str, ranker: Ranker
 def rerank_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
                     on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
     """An Elasticsearch/OpenSearch or a Solr response reranked, whichever it is (by its shape)."""
-    if isinstance(response, Mapping) and "hits" not in response \
-            and any(key in response for key in ("response", "grouped", "responseHeader")):
+    response = _unwrap(response)
+    inner = response.get("response") if isinstance(response, Mapping) else None
+    solr = isinstance(response, Mapping) and "hits" not in response and (
+        (isinstance(inner, Mapping) and "docs" in inner) or "responseHeader" in response or "grouped" in response)
+    if solr:
         return rerank_solr_response(response, query, ranker, on=on, window=window)
     return rerank_search_response(response, query, ranker, on=on, window=window)
+
+
+def _unwrap(response: Any) -> Any:
+    """The JSON of a client's response object: the Elasticsearch 8+ client's ``ObjectApiResponse`` (and
+    OpenSearch's alike) is no ``Mapping`` but holds the JSON as ``.body``."""
+    body = getattr(response, "body", None) if not isinstance(response, Mapping) else None
+    return body if isinstance(body, Mapping) else response

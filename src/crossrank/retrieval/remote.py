@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from crossrank.checks import integer, number
+from crossrank.engine.documents import clean_text, query_text
 from crossrank.errors import InputError, MissingDependencyError
 from crossrank.retrieval.rankers import RankerUnavailable, Ranking
 
@@ -39,6 +40,9 @@ class Dialect:
 
     name: str
     path: str
+    #: Documents one request may carry: TEI refuses more than its ``--max-client-batch-size`` (32 by
+    #: default) with a 413, Cohere documents 1,000; a longer list goes as several requests at once.
+    max_documents: int | None = None
 
     def request(self, query: str, texts: Sequence[str], model: str | None) -> dict[str, Any]:
         if self.name == "cohere":
@@ -46,8 +50,8 @@ class Dialect:
             if model:
                 body["model"] = model
             return body
-        if self.name == "tei":
-            return {"query": query, "texts": list(texts)}
+        if self.name == "tei":  # TEI refuses a text past its model's length unless asked to truncate it
+            return {"query": query, "texts": list(texts), "truncate": True}
         body = {"query": query, "chunks": list(texts)}
         if model:
             body["model"] = model
@@ -72,11 +76,31 @@ class Dialect:
         return "relevance_score" if self.name == "cohere" else "score"
 
 
-DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank"), Dialect("tei", "/rerank"), Dialect("plain", "/score"))}
+DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank", 1000), Dialect("tei", "/rerank", 32),
+                                 Dialect("plain", "/score"))}
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 CONNECTIONS = 100  # httpx's default pool size, and the attempts one ranker runs at once
+
+
+def shown_url(url: str) -> str:
+    """A URL as a message may show it: no user or password, query values masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unreadable URL)"
+    query = "&".join(f"{k}=***" if v else k for k, _, v in (q.partition("=") for q in parts.query.split("&")))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query if parts.query else ""))
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks for (its delay-seconds form; an HTTP date counts as none)."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def _float32(score: Any) -> bool:
@@ -96,11 +120,15 @@ class RemoteRanker:
     ``/score``) or a full endpoint URL with a path. ``timeout`` bounds each attempt as a whole, not
     each read: a server that dribbles its answer byte by byte is cut off too. ``retries`` more
     attempts follow a timeout, a connection error, a 429 or a 5xx, with exponential backoff; a 4xx
-    other than 429 is not retried.
+    other than 429 is not retried; a 429's ``Retry-After`` is waited for, up to ``timeout``.
+    ``max_documents`` caps the documents of one request (default: the dialect's, 32 for TEI, 1,000 for
+    Cohere): a longer list goes as several requests at once. Credentials in the URL and the key never
+    appear in messages, logs or ``repr``.
     """
 
     def __init__(self, url: str, *, dialect: str = "cohere", model: str | None = None, api_key: str | None = None,
-                 timeout: float = 2.0, retries: int = 1, backoff_s: float = 0.05, name: str = "rerank") -> None:
+                 timeout: float = 2.0, retries: int = 1, backoff_s: float = 0.05, name: str = "rerank",
+                 max_documents: int | None = None) -> None:
         try:
             import httpx
         except ImportError as exc:
@@ -119,9 +147,18 @@ class RemoteRanker:
             raise InputError(f"ranker URL {url!r} is not an http(s) URL")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.isascii()):
             raise InputError("the ranker's api_key must be an ASCII string (it travels in an HTTP header)")
+        if api_key is not None:
+            api_key = api_key.strip()  # read from a file, it ends with a newline
+            if any(ord(c) < 32 or ord(c) == 127 for c in api_key):
+                raise InputError("the ranker's api_key holds a control character; it cannot travel in a header")
+        if max_documents is not None:
+            max_documents = integer(max_documents, "max_documents", minimum=1)
+        self.max_documents = max_documents or self.dialect.max_documents
         if parts.path in ("", "/"):  # a base URL: the dialect's path goes before any query string
             parts = parts._replace(path=self.dialect.path)
         self.endpoint = urlunsplit(parts)
+        self._secrets = [x for x in (api_key, parts.password, parts.username) if x]
+        self.shown = shown_url(self.endpoint)  # the endpoint as messages show it
         self.model, self.timeout, self.retries, self.backoff_s = model, timeout, retries, backoff_s
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -133,7 +170,14 @@ class RemoteRanker:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"RemoteRanker({self.endpoint!r}, dialect={self.dialect.name!r})"
+        return f"RemoteRanker({self.shown!r}, dialect={self.dialect.name!r})"
+
+    def _redact(self, text: str) -> str:
+        """``text`` (an httpx or server message) with the endpoint as shown and no credential in it."""
+        text = text.replace(self.endpoint, self.shown)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def close(self) -> None:
         """Release the connection pool; later calls fail as an unavailable ranker (the pipeline falls back)."""
@@ -142,17 +186,30 @@ class RemoteRanker:
         self._client.close()
 
     def rank(self, query: str, texts: Sequence[str]) -> Ranking:
+        # Read as the local engine reads them: a lone surrogate replaced, bytes or None refused.
+        query = query_text(query)
+        texts = [clean_text(t, f"text {i}") for i, t in enumerate(texts)]
         if not texts:
             return Ranking(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), {self.name: np.zeros(0)})
-        answer = self._post(self.dialect.request(query, texts, self.model))
-        return self._parse(answer, len(texts))
+        size = self.max_documents or len(texts)
+        if len(texts) <= size:
+            scores = self._scores(query, texts)
+        else:  # several requests at once; scores are probabilities, comparable across requests
+            parts = [texts[i:i + size] for i in range(0, len(texts), size)]
+            with ThreadPoolExecutor(max_workers=min(len(parts), 8), thread_name_prefix="crossrank-remote-part") as pool:
+                scores = np.concatenate(list(pool.map(lambda part: self._scores(query, part), parts)))
+        order = np.argsort(-scores, kind="stable")
+        return Ranking(order=order, scores=scores[order], stages={self.name: scores})
+
+    def _scores(self, query: str, texts: list[str], attempts: int | None = None) -> np.ndarray:
+        return self._parse(self._post(self.dialect.request(query, texts, self.model), attempts), len(texts))
 
     def available(self) -> bool:
         """Whether the service answers a one-document rerank correctly within the timeout. Never raises."""
         try:
-            self._parse(self._post(self.dialect.request("ping", ["ping"], self.model), attempts=1), 1)
+            self._scores("ping", ["ping"], attempts=1)
         except RankerUnavailable as exc:
-            log.info("ranker %s is unavailable: %s", self.endpoint, exc)
+            log.info("ranker %s is unavailable: %s", self.shown, exc)
             return False
         return True
 
@@ -160,31 +217,39 @@ class RemoteRanker:
         import httpx
 
         if self._closed:
-            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed")
+            raise RankerUnavailable(f"{self.shown}: this ranker was closed")
         attempts = attempts or self.retries + 1
-        last = ""
+        last, wait = "", 0.0
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(wait or self.backoff_s * 2 ** (attempt - 1))
+            wait = 0.0
             try:
-                status, content = self._post_once(body)
+                status, content, headers = self._post_once(body)
             except httpx.TimeoutException:
                 last = f"timed out after {self.timeout:g}s"
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+            except RankerUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever an attempt raised, the search falls back
+                last = self._redact(f"{type(exc).__name__}: {exc}")
             else:
                 if status == 200:
                     try:
                         return json.loads(content)
                     except (ValueError, RecursionError) as exc:  # RecursionError: nested past Python's stack
-                        raise RankerUnavailable(f"{self.endpoint} answered invalid JSON") from exc
-                last = f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}"
-                if status != 429 and status < 500:
+                        raise RankerUnavailable(f"{self.shown} answered invalid JSON") from exc
+                last = self._redact(f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}")
+                if 300 <= status < 400:
+                    where = headers.get("location")
+                    last = f"HTTP {status}, redirected" + (f" to {shown_url(where)}: use that URL" if where else "")
+                if status == 429:
+                    wait = min(_retry_after(headers.get("retry-after")), self.timeout)
+                elif status < 500:
                     break
-            log.warning("ranker %s: attempt %d/%d failed: %s", self.endpoint, attempt + 1, attempts, last)
-        raise RankerUnavailable(f"{self.endpoint}: {last}")
+            log.warning("ranker %s: attempt %d/%d failed: %s", self.shown, attempt + 1, attempts, last)
+        raise RankerUnavailable(f"{self.shown}: {last}")
 
-    def _post_once(self, body: dict[str, Any]) -> tuple[int, bytes]:
+    def _post_once(self, body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
         """One POST whose whole answer must arrive within ``timeout`` (httpx's own timeout is per read)."""
         import httpx
 
@@ -192,7 +257,7 @@ class RemoteRanker:
         try:
             attempt = self._attempts.submit(self._exchange, body, deadline)
         except RuntimeError:  # closed by another thread meanwhile
-            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed") from None
+            raise RankerUnavailable(f"{self.shown}: this ranker was closed") from None
         try:
             return attempt.result(timeout=self.timeout)
         except FutureTimeout:
@@ -200,13 +265,13 @@ class RemoteRanker:
             attempt.cancel()
             raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g}s") from None
         except CancelledError:  # close() dropped it before it started
-            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed") from None
+            raise RankerUnavailable(f"{self.shown}: this ranker was closed") from None
         except RuntimeError as exc:  # httpx: the client was closed under the attempt
             if not self._closed:
                 raise
-            raise RankerUnavailable(f"{self.endpoint}: this ranker was closed") from exc
+            raise RankerUnavailable(f"{self.shown}: this ranker was closed") from exc
 
-    def _exchange(self, body: dict[str, Any], deadline: float) -> tuple[int, bytes]:
+    def _exchange(self, body: dict[str, Any], deadline: float) -> tuple[int, bytes, dict[str, str]]:
         import httpx
 
         with self._client.stream("POST", self.endpoint, json=body) as response:
@@ -215,10 +280,12 @@ class RemoteRanker:
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g}s")
-            return response.status_code, b"".join(chunks)
+            headers = {k: response.headers[k] for k in ("retry-after", "location") if k in response.headers}
+            return response.status_code, b"".join(chunks), headers
 
-    def _parse(self, answer: Any, n: int) -> Ranking:
-        """Check the answer strictly: every index an int in range and seen once, every score a finite number."""
+    def _parse(self, answer: Any, n: int) -> np.ndarray:
+        """The scores in the documents' order, the answer checked strictly: every index an int in range and
+        seen once, every score a finite number."""
         items = self.dialect.results(answer)
         key = self.dialect.score_key
         scores = np.full(n, np.nan, dtype=np.float64)
@@ -226,14 +293,13 @@ class RemoteRanker:
             index = item.get("index") if isinstance(item, dict) else None
             score = item.get(key) if isinstance(item, dict) else None
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n:
-                raise RankerUnavailable(f"{self.endpoint} answered a bad index {index!r} for {n} documents")
+                raise RankerUnavailable(f"{self.shown} answered a bad index {index!r} for {n} documents")
             if not _float32(score):  # also an int past float range, or a float past float32's
-                raise RankerUnavailable(f"{self.endpoint} answered a bad {key} {str(score)[:40]}")
+                raise RankerUnavailable(f"{self.shown} answered a bad {key} {str(score)[:40]}")
             if not np.isnan(scores[index]):
-                raise RankerUnavailable(f"{self.endpoint} answered index {index} twice")
+                raise RankerUnavailable(f"{self.shown} answered index {index} twice")
             scores[index] = score
-        ranked = np.flatnonzero(~np.isnan(scores))
-        if len(ranked) < n:  # the rest would keep first-stage scores, on another scale: not a rerank
-            raise RankerUnavailable(f"{self.endpoint} answered {len(ranked)} of {n} documents")
-        order = ranked[np.argsort(-scores[ranked], kind="stable")]
-        return Ranking(order=order, scores=scores[order], stages={self.name: scores})
+        ranked = np.count_nonzero(~np.isnan(scores))
+        if ranked < n:  # the rest would keep first-stage scores, on another scale: not a rerank
+            raise RankerUnavailable(f"{self.shown} answered {ranked} of {n} documents")
+        return scores
