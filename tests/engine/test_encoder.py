@@ -535,3 +535,28 @@ def test_a_label_must_name_the_models_label_even_when_it_has_one(ce):
     for bad in (1, "relevant", -1):
         with pytest.raises(InputError, match="unknown label"):
             ce.rank("crocs", docs, label=bad)
+
+
+def test_rank_takes_and_answers_what_sentence_transformers_rank_does(tiny_model):
+    """Code written against sentence-transformers' CrossEncoder.rank runs unchanged: its arguments were a
+    TypeError, and it reads results as dicts (r["corpus_id"], r["score"], r["text"])."""
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    ce = CrossEncoder(str(tiny_model), backend="onnx")
+    st = STCrossEncoder(str(tiny_model), device="cpu")
+    docs = ["crocs kids clog", "heat flow in a slab", "running shoe for kids", "wing lift"]
+    with torch.no_grad():
+        expected = st.rank("kids shoes", docs, top_k=3, return_documents=True, batch_size=2, show_progress_bar=False)
+    ours = ce.rank("kids shoes", docs, top_k=3, return_documents=True, batch_size=2, show_progress_bar=False)
+    assert [r["corpus_id"] for r in ours] == [r["corpus_id"] for r in expected]
+    assert [r["text"] for r in ours] == [r["text"] for r in expected]
+    np.testing.assert_allclose([r["score"] for r in ours], [r["score"] for r in expected], atol=1e-5)
+    assert [(r.index, r.document) for r in ours] == [(r[0], r[2]) for r in ours]  # still the tuple it was
+    assert [r.document for r in ce.rank("kids shoes", docs, return_documents=False)] == [None] * 4
+    with pytest.raises(KeyError, match="corpus_id"):
+        ours[0]["id"]
+    with pytest.raises(InputError, match="prompt"):
+        ce.rank("kids shoes", docs, prompt="query: ")
+    with pytest.raises(InputError, match="batch_size"):
+        ce.rank("kids shoes", docs, batch_size=0)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, SupportsIndex, overload
 
 import numpy as np
 
@@ -33,12 +33,33 @@ from crossrank.errors import (
 log = logging.getLogger(__name__)
 
 
+#: sentence-transformers' names for a ranked document's fields (its ``rank()`` returns dicts)
+_ST_KEYS = {"corpus_id": 0, "score": 1, "text": 2}
+
+
 class RankedDocument(NamedTuple):
-    """One ranked document: its position in the caller's list, its score, the document itself."""
+    """One ranked document: its position in the caller's list, its score, the document itself.
+
+    Also readable as sentence-transformers' ``rank()`` result: ``r["corpus_id"]``, ``r["score"]``,
+    ``r["text"]``, so code written against it runs unchanged."""
 
     index: int  # type: ignore[assignment]  # the caller's position, as in every rerank API; shadows tuple.index
     score: float
     document: Any
+
+    @overload  # type: ignore[override]
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: SupportsIndex | slice | str) -> Any:
+        if isinstance(key, str):
+            if key not in _ST_KEYS:
+                raise KeyError(f"{key!r}: a ranked document has index, score and document "
+                               f"(as sentence-transformers names them: {', '.join(_ST_KEYS)})")
+            key = _ST_KEYS[key]
+        return tuple.__getitem__(self, key)
 
 
 @dataclass
@@ -287,14 +308,26 @@ class CrossEncoder:
     def rank(self, query: Any, documents: Sequence[Any], top_k: int | None = None, *,
              on: Sequence[str] | None = None, label: int | str | None = None,
              max_chunks_per_doc: int | None = None, activation: str | None = None,
-             progress: bool | Callable[[int, int], None] = False) -> list[RankedDocument]:
+             progress: bool | Callable[[int, int], None] = False, return_documents: bool = True,
+             batch_size: int | None = None, show_progress_bar: bool | None = None,
+             **unsupported: Any) -> list[RankedDocument]:
         """Documents best first as ``(index, score, document)``; at most ``top_k`` of them. ``progress``
-        as for :meth:`score`."""
+        as for :meth:`score`.
+
+        sentence-transformers' ``rank`` arguments work as there: ``return_documents=False`` leaves the
+        document out (None), ``show_progress_bar`` is ``progress``, ``batch_size`` is accepted and has no
+        effect (batches are by tokens); each result also reads as its dict (``r["corpus_id"]``)."""
+        if unsupported:
+            raise InputError(f"rank does not take {', '.join(sorted(unsupported))} (sentence-transformers' "
+                             "prompt, activation_fn and multi-process options); see CrossEncoder.rank's arguments")
         if top_k is not None:
             top_k = integer(top_k, "top_k")
+        if batch_size is not None:
+            integer(batch_size, "batch_size", minimum=1)
         documents = as_items(documents)  # read once: a generator is returned from as well as scored
         scores, _ = self.score_documents(query, documents, on=on, activation=activation,
-                                         max_chunks_per_doc=max_chunks_per_doc, progress=progress)
+                                         max_chunks_per_doc=max_chunks_per_doc,
+                                         progress=progress or bool(show_progress_bar))
         if scores.ndim == 2:
             scores = scores[:, self._label_index(label)]
         elif label is not None:
@@ -302,7 +335,7 @@ class CrossEncoder:
         k = len(scores) if top_k is None else min(top_k, len(scores))
         # Stable sort on the negated score: ties keep the caller's order.
         order = np.argsort(-scores, kind="stable")[:k]
-        return [RankedDocument(int(i), float(scores[i]), documents[i]) for i in order]
+        return [RankedDocument(int(i), float(scores[i]), documents[i] if return_documents else None) for i in order]
 
     def _label_index(self, label: int | str | None) -> int:
         if label is None:
