@@ -20,6 +20,20 @@ for hit in one:
 many: list[SearchResult] = ((BM25(index) | Dense(index)) + LocalRanker())(["a", "b"], depth=50)
 scores = CrossEncoder().score([("q", "d")])
 print(scores.shape, many[0].method)
+best = CrossEncoder().rank("q", ["a", "b"], top_k=1)[0]
+print(best.index, best["corpus_id"], best.score + 1.0)
+
+
+class ObjectApiResponse:  # what elasticsearch-py 8+ returns: not a Mapping, the JSON is .body
+    @property
+    def body(self) -> dict[str, object]:
+        return {"hits": {"hits": []}}
+
+
+from crossrank import rerank_response, rerank_search_response
+
+print(rerank_search_response(ObjectApiResponse(), "q", LocalRanker())["hits"],
+      rerank_response({"response": {"docs": []}}, "q", LocalRanker()))
 '''
 
 

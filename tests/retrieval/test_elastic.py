@@ -183,6 +183,12 @@ def test_hits_without_source_are_read_from_fields_and_client_objects_through_bod
         hit["fields"] = {k: [v] for k, v in hit.pop("_source").items()}
     from_fields = rerank_search_response(fields, QUERY, tiny_ranker, on=["name", "description"])
     assert [h["_id"] for h in from_fields["hits"]["hits"]] == [h["_id"] for h in with_source["hits"]["hits"]]
+    filtered = _response()  # _source filtered to other fields, the text asked for with `fields`
+    for hit in filtered["hits"]["hits"]:
+        source = hit.pop("_source")
+        hit["_source"], hit["fields"] = {"name": source["name"]}, {"description": [source["description"]]}
+    from_both = rerank_search_response(filtered, QUERY, tiny_ranker, on=["name", "description"])
+    assert [h["_id"] for h in from_both["hits"]["hits"]] == [h["_id"] for h in with_source["hits"]["hits"]]
     sparse = _response()
     del sparse["hits"]["hits"][1]["_source"]  # an index with _source disabled: ranked on nothing, not refused
     assert len(rerank_search_response(sparse, QUERY, tiny_ranker, on=["name"])["hits"]["hits"]) == 4

@@ -57,6 +57,8 @@ class RankerService:
                 if mode == "busy" and service.flaky_failures == 0:  # 429 once, asking for a second's wait
                     service.flaky_failures += 1
                     return self._send(429, b'{"error": "overloaded"}', {"Retry-After": "1"})
+                if mode == "echo":  # a 404 that quotes the request line, as many servers' error pages do
+                    return self._send(404, f"no route for {self.path}".encode())
                 if mode == "moved":
                     return self._send(308, b"", {"Location": "https://user:pw@elsewhere.example/v1/rerank"})
                 texts = body.get("documents") or body.get("texts") or body.get("chunks")
@@ -299,16 +301,43 @@ def test_a_429_is_retried_after_the_wait_it_asks_for_and_a_redirect_is_named(ser
 
 
 def test_credentials_never_appear_in_messages_or_repr(service, caplog):
+    import base64
+    import logging
+
+    caplog.set_level(logging.INFO)  # httpx's own request lines too
     url = "http://alice:hunter2@127.0.0.1:9/v1/rerank?api_key=sekrit&v=2"
     ranker = RemoteRanker(url, api_key="sk-TOKEN\n", timeout=0.3, retries=1)  # a key read from a file
     with pytest.raises(RankerUnavailable) as failed:
         ranker.rank(QUERY, ["a"])
-    shown = f"{failed.value} {ranker!r} {caplog.text}"
-    assert "127.0.0.1:9/v1/rerank?api_key=***&v=***" in shown
+    host = service.url.removeprefix("http://")
+    echo = RemoteRanker(f"http://alice:hunter2@{host}/echo/v1/rerank?api_key=sekrit", retries=0)
+    with pytest.raises(RankerUnavailable) as echoed:  # the server quotes the URL back in its error page
+        echo.rank(QUERY, ["a"])
+    assert service.requests[-1]["auth"] == "Basic " + base64.b64encode(b"alice:hunter2").decode()
+    shown = f"{failed.value} {ranker!r} {echoed.value} {caplog.text}"
+    assert "127.0.0.1:9/v1/rerank?api_key=***&v=***" in shown and "HTTP Request" in caplog.text
     for secret in ("hunter2", "alice", "sekrit", "sk-TOKEN"):
         assert secret not in shown
     with pytest.raises(InputError, match="control character"):
         RemoteRanker(service.url, api_key="sk-a\rb")
+    with pytest.raises(InputError, match="not an http") as bad:
+        RemoteRanker("htps://bob:hunter2@ranker.internal/?api_key=TOPSECRET")
+    assert "hunter2" not in str(bad.value) and "TOPSECRET" not in str(bad.value)
+
+
+def test_time_queued_behind_other_attempts_is_not_an_attempts_timeout(service, monkeypatch):
+    """A window sent as several requests, or many searches at once, queue attempts: the queue's wait
+    counted against each attempt's timeout, and searches fell back though the service answered in time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crossrank.retrieval import remote
+
+    monkeypatch.setattr(remote, "CONNECTIONS", 2)  # a small pool, so six searches queue
+    ranker = RemoteRanker(f"{service.url}/pause/v1/rerank", timeout=0.6, retries=0)  # answers in 0.3 s
+    with ThreadPoolExecutor(6) as pool:
+        rankings = list(pool.map(lambda _: ranker.rank(QUERY, ["bears", "stock"]), range(6)))
+    assert [r.order.tolist() for r in rankings] == [[0, 1]] * 6
+    assert RemoteRanker(service.url, dialect="plain").max_documents == 1000  # crossrank serve's own limit
 
 
 def test_texts_are_read_as_the_local_engine_reads_them(service):

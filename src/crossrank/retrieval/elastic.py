@@ -15,7 +15,7 @@ import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from crossrank.checks import integer
 from crossrank.engine.documents import field_names, query_text
@@ -49,10 +49,27 @@ def _values(value: Any, path: list[str]) -> list[Any]:
     return []
 
 
-def _hit_text(source: Mapping[str, Any], fields: list[str], what: str) -> str:
-    """The hit's text as the pipeline reads a document's: its fields (resolved by path) joined."""
-    resolved = {f: v[0] if len(v) == 1 else v for f in fields if (v := _values(source, f.split(".")))}
+def _hit_text(sources: Sequence[Mapping[str, Any]], fields: list[str], what: str) -> str:
+    """The hit's text as the pipeline reads a document's: its fields (each resolved by path in the first
+    of ``sources`` that has it) joined."""
+    resolved = {}
+    for f in fields:
+        v = next((v for source in sources if (v := _values(source, f.split(".")))), None)
+        if v:
+            resolved[f] = v[0] if len(v) == 1 else v
     return join_fields(resolved, fields, what)
+
+
+class HasBody(Protocol):
+    """A client library's response object that holds the JSON as ``.body`` (elasticsearch-py 8+'s
+    ``ObjectApiResponse``, opensearch-py's alike)."""
+
+    @property
+    def body(self) -> Any: ...
+
+
+#: What the rerank functions take: the response JSON as a mapping, or a client's response object.
+Response = Mapping[str, Any] | HasBody
 
 
 @dataclass(frozen=True)
@@ -60,20 +77,21 @@ class _Shape:
     """Where an engine's response keeps what a rerank reads and rewrites."""
 
     engine: str  # for messages
-    source: Callable[[Mapping[str, Any]], Any]  # a hit's fields
+    sources: Callable[[Mapping[str, Any]], list[Any]]  # where a hit's fields are, in the order to look
     score_key: str
     id_key: str
 
 
-def _elastic_fields(hit: Mapping[str, Any]) -> Any:
-    """A hit's ``_source``, or its ``fields`` (the ``fields`` option, or ``_source: false``): the same
-    names, every value an array, which :func:`_values` reads alike."""
-    source = hit.get("_source")
-    return source if source is not None else hit.get("fields", {})
+def _elastic_fields(hit: Mapping[str, Any]) -> list[Any]:
+    """A hit's ``_source`` (possibly filtered), then its ``fields`` (the ``fields`` option, or ``_source:
+    false``): the same names, every value an array, which :func:`_values` reads alike. A field is read from
+    the first that has it."""
+    found = [hit[key] for key in ("_source", "fields") if hit.get(key) is not None]
+    return found or [{}]
 
 
 _ELASTIC = _Shape("Elasticsearch/OpenSearch", _elastic_fields, "_score", "_id")
-_SOLR = _Shape("Solr", lambda doc: doc, "score", "id")
+_SOLR = _Shape("Solr", lambda doc: [doc], "score", "id")
 
 
 def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker, fields: list[str],
@@ -86,11 +104,11 @@ def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker
         return hits, None, None
     texts, empty = [], []
     for i, hit in enumerate(hits[:n]):
-        source = shape.source(hit) if isinstance(hit, Mapping) else None
-        if not isinstance(source, Mapping):
+        sources: list[Any] = shape.sources(hit) if isinstance(hit, Mapping) else [None]
+        if not all(isinstance(source, Mapping) for source in sources):
             what = "_source or fields object" if shape is _ELASTIC else "field object"
             raise InputError(f"hit {i} has no {what}; ask the engine for the fields in `on`")
-        text = _hit_text(source, fields, f"hit {i} ({shape.id_key} {hit.get(shape.id_key)!r})")
+        text = _hit_text(sources, fields, f"hit {i} ({shape.id_key} {hit.get(shape.id_key)!r})")
         if not text:  # a sparse document: ranked on nothing, as the pipeline ranks one
             empty.append(hit.get(shape.id_key, i))
         texts.append(text)
@@ -138,7 +156,7 @@ def _prepare(response: Any, query: str, on: Sequence[str], window: int | None, e
     return copy.deepcopy(dict(response)), query, field_names(on), window
 
 
-def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
+def rerank_search_response(response: Response, query: str, ranker: Ranker, *,
                            on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
     """A copy of an Elasticsearch/OpenSearch ``_search`` response with its first ``window`` hits (all by
     default) reranked by ``ranker``.
@@ -172,7 +190,7 @@ def rerank_search_response(response: Mapping[str, Any], query: str, ranker: Rank
     return out
 
 
-def rerank_solr_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
+def rerank_solr_response(response: Response, query: str, ranker: Ranker, *,
                          on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
     """A copy of a Solr ``/select`` JSON response (``wt=json``) with its first ``window`` documents (all by
     default) reranked by ``ranker``: ``response.docs`` reordered, each reranked document's ``score``
@@ -197,7 +215,7 @@ def rerank_solr_response(response: Mapping[str, Any], query: str, ranker: Ranker
     return out
 
 
-def rerank_response(response: Mapping[str, Any], query: str, ranker: Ranker, *,
+def rerank_response(response: Response, query: str, ranker: Ranker, *,
                     on: Sequence[str] = ("title", "text"), window: int | None = None) -> dict[str, Any]:
     """An Elasticsearch/OpenSearch or a Solr response reranked, whichever it is (by its shape)."""
     response = _unwrap(response)

@@ -22,7 +22,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -77,11 +77,39 @@ class Dialect:
 
 
 DIALECTS = {d.name: d for d in (Dialect("cohere", "/v1/rerank", 1000), Dialect("tei", "/rerank", 32),
-                                 Dialect("plain", "/score"))}
+                                 Dialect("plain", "/score", 1000))}  # plain: crossrank serve's default limit
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 CONNECTIONS = 100  # httpx's default pool size, and the attempts one ranker runs at once
+
+
+class _Redactor(logging.Filter):
+    """Masks the query values of rankers' URLs in httpx's own log lines (``HTTP Request: POST <url>``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._installed = False
+
+    def add(self, secrets: list[str]) -> None:
+        if secrets:
+            self._secrets.update(secrets)
+            if not self._installed:
+                logging.getLogger("httpx").addFilter(self)
+                self._installed = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for secret in list(self._secrets):
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_HTTPX_REDACTOR = _Redactor()
 
 
 def shown_url(url: str) -> str:
@@ -144,7 +172,8 @@ class RemoteRanker:
         except ValueError:  # e.g. an unclosed IPv6 bracket
             parts = None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InputError(f"ranker URL {url!r} is not an http(s) URL")
+            what = repr(shown_url(url)) if isinstance(url, str) else f"a {type(url).__name__}"
+            raise InputError(f"ranker URL {what} is not an http(s) URL")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.isascii()):
             raise InputError("the ranker's api_key must be an ASCII string (it travels in an HTTP header)")
         if api_key is not None:
@@ -156,13 +185,21 @@ class RemoteRanker:
         self.max_documents = max_documents or self.dialect.max_documents
         if parts.path in ("", "/"):  # a base URL: the dialect's path goes before any query string
             parts = parts._replace(path=self.dialect.path)
+        # user:password travels as basic auth, not in the URL httpx logs; query values (a key in the URL)
+        # are masked in crossrank's messages and in httpx's own log lines
+        auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else None
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         self.endpoint = urlunsplit(parts)
-        self._secrets = [x for x in (api_key, parts.password, parts.username) if x]
+        raw = [q.partition("=")[2] for q in parts.query.split("&")] if parts.query else []
+        query_values = [v for v in {*raw, *(v for _, v in parse_qsl(parts.query))} if len(v) >= 4]
+        self._secrets = [x for x in (api_key, *(auth or ()), *query_values) if x]
+        _HTTPX_REDACTOR.add(query_values)
         self.shown = shown_url(self.endpoint)  # the endpoint as messages show it
         self.model, self.timeout, self.retries, self.backoff_s = model, timeout, retries, backoff_s
         self.name = name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers, limits=httpx.Limits(max_connections=CONNECTIONS))
+        self._client = httpx.Client(timeout=timeout, headers=headers, auth=auth,
+                                    limits=httpx.Limits(max_connections=CONNECTIONS))
         # Attempts run here so the caller waits at most ``timeout`` for one, whatever the server does
         # between reads (httpx's timeouts are per read: a reply trickling in under each took up to twice it).
         # As many workers as connections: the pool must not be what limits concurrent searches.
@@ -253,13 +290,25 @@ class RemoteRanker:
         """One POST whose whole answer must arrive within ``timeout`` (httpx's own timeout is per read)."""
         import httpx
 
-        deadline = time.monotonic() + self.timeout
+        started: list[float] = []
+
+        def run() -> tuple[int, bytes, dict[str, str]]:
+            started.append(time.monotonic())
+            return self._exchange(body, started[0] + self.timeout)
+
         try:
-            attempt = self._attempts.submit(self._exchange, body, deadline)
+            attempt = self._attempts.submit(run)
         except RuntimeError:  # closed by another thread meanwhile
             raise RankerUnavailable(f"{self.shown}: this ranker was closed") from None
         try:
-            return attempt.result(timeout=self.timeout)
+            # Time queued behind other attempts (many searches, a window sent as several requests) is not
+            # this attempt's: each of those ends within its own timeout, so the queue moves.
+            while not started:
+                try:
+                    return attempt.result(timeout=0.05)
+                except FutureTimeout:
+                    continue
+            return attempt.result(timeout=max(0.0, started[0] + self.timeout - time.monotonic()))
         except FutureTimeout:
             # Not sent yet: never sent. Sent: the worker stops at its next read (deadline passed) or read timeout.
             attempt.cancel()
