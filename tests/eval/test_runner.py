@@ -121,3 +121,59 @@ def test_bm25_only_builds_no_vectors_and_a_damaged_cache_is_built_again(tmp_path
     again = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["results"][0]["ndcg@10"] == json.loads(first.stdout)["results"][0]["ndcg@10"]
+
+
+def _bm25_run(path: Path, drop: set[str] = frozenset(), extra: str = "") -> None:
+    """A TREC run written from crossrank's own BM25 over ADI, as an engine's export would be."""
+    from crossrank.eval import load_collection
+    from crossrank.retrieval import BM25, Index, Pipeline, load_corpus
+
+    collection = load_collection(ADI, "test")
+    pipeline = Pipeline(BM25(Index.build(load_corpus(collection.corpus_path, id_field="_id"), ["title", "text"],
+                                         dense=False)))
+    lines = [f"{qid} Q0 {hit.id} {rank} {hit.score:.6f} engine"
+             for qid, query in collection.queries.items() if qid not in drop
+             for rank, hit in enumerate(pipeline(query, top_k=100).hits, 1)]
+    path.write_text("\n".join(reversed(lines)) + "\n" + extra)  # the score orders, not the line order
+
+
+def test_a_run_file_is_measured_and_reranked_as_crossranks_own_first_stage_is(tmp_path, tiny_model):
+    """An engine's results as a TREC run: the same figures as crossrank's BM25 when they are its results, and
+    the same rerank of the same window."""
+    _bm25_run(tmp_path / "es.trec")
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--run", f"es={tmp_path / 'es.trec'}", "--methods",
+                                      "bm25,es,bm25+rerank,es+rerank,bm25+rerank+fuse,es+rerank+fuse", "--window",
+                                      "10", "--model", str(tiny_model), "--json", "--compare", "es+rerank", "es"])
+    assert result.exit_code == 0, result.output
+    by = {r["method"]: r for r in json.loads(result.stdout)["results"]}
+    for ours, theirs in (("bm25", "es"), ("bm25+rerank", "es+rerank"), ("bm25+rerank+fuse", "es+rerank+fuse")):
+        for measure in ("ndcg@10", "mrr@10", "recall@100"):
+            assert by[theirs][measure] == pytest.approx(by[ours][measure], abs=1e-9), (theirs, measure)
+    assert by["es+rerank"]["latency_ms"]["rerank"]["p50"] > 0
+    named = CliRunner().invoke(app, ["eval", str(ADI), "--run", str(tmp_path / "es.trec"), "--model",
+                                     str(tiny_model), "--window", "5", "--json"])  # named by its stem
+    assert named.exit_code == 0, named.output
+    assert [r["method"] for r in json.loads(named.stdout)["results"]][-2:] == ["es", "es+rerank"]
+
+
+def test_bad_run_files_say_what_is_wrong(tmp_path, caplog):
+    _bm25_run(tmp_path / "part.trec", drop={"1", "2"}, extra="1 Q0 not-a-doc 1 99.0 engine\n")
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--run", str(tmp_path / "part.trec"), "--methods",
+                                      "part", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "no results for 1 of 35 judged queries" in caplog.text  # query 1 has only an unknown document
+    for content, why in (("1 Q0 d 1 x t\n", "not a number"), ("1 Q0 d 1\n", "6 whitespace-separated"),
+                         ("1 Q0 d 1 1 t\n1 Q0 d 2 0.5 t\n", "listed twice"), ("", "holds no results"),
+                         ("1 Q0 d 1 nan t\n", "not finite"), ("nope Q0 7 1 1.0 t\n", "none of adi's judged")):
+        (tmp_path / "bad.trec").write_text(content)
+        result = CliRunner().invoke(app, ["eval", str(ADI), "--run", str(tmp_path / "bad.trec"), "--methods", "bad"])
+        assert result.exit_code == 2 and why in result.output, (content, result.output)
+    for spec, why in (("bm25=x.trec", "taken"), ("a+b=x.trec", "cannot name"), (str(tmp_path / "none.trec"),
+                                                                                "not found")):
+        result = CliRunner().invoke(app, ["eval", str(ADI), "--run", spec])
+        assert result.exit_code == 2 and why in result.output, (spec, result.output)
+    result = CliRunner().invoke(app, ["eval", str(ADI.parent), "--run", str(tmp_path / "part.trec")])
+    assert result.exit_code == 2 and "one collection" in result.output
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--run", str(tmp_path / "part.trec"), "--methods",
+                                      "part+mmr"])
+    assert result.exit_code == 2 and "not for a run" in result.output

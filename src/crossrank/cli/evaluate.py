@@ -52,6 +52,10 @@ def eval_command(
                              ] = None,
     compare: Annotated[tuple[str, str] | None, typer.Option(help="paired test of method A against B on NDCG@10")
                        ] = None,
+    run_files: Annotated[list[str] | None, typer.Option(
+        "--run", help="your own first stage as a TREC run file (qid Q0 docid rank score tag: an Elasticsearch, "
+                      "Solr or Pyserini export), NAME=PATH or PATH (named by its file stem): method NAME is the "
+                      "run as it is, NAME+rerank reranks its top --window. Repeatable; one collection")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """NDCG@10, MRR@10 and Recall@100 per method, with per-query stage latency (ir-measures)."""
@@ -62,7 +66,8 @@ def eval_command(
     from crossrank.cli.app import _fail
     from crossrank.eval import compare as compare_runs
     from crossrank.eval import load_collection
-    from crossrank.eval.runner import MethodResult, index_for, parse_method, run_method
+    from crossrank.eval.runner import FIRST_STAGES, MethodResult, index_for, parse_method, run_method
+    from crossrank.eval.runs import read_run, run_external, run_name
 
     console = Console(stderr=True)
     if per_query_out:
@@ -73,11 +78,22 @@ def eval_command(
     try:
         if model is not None and not model.strip():  # an unset $VARIABLE: not "no model"
             raise InputError("--model is empty")
-        methods = methods or (DEFAULT_METHODS_WITH_MODEL if model else DEFAULT_METHODS)
-        parsed = [parse_method(m.strip()) for m in methods.split(",") if m.strip()]
+        run_paths: dict[str, Path] = {}
+        for spec in run_files or []:
+            name, run_path = run_name(spec)
+            if name in FIRST_STAGES or name == "default" or name in run_paths:
+                raise InputError(f"--run {spec!r}: the name {name!r} is taken; write --run OTHER_NAME=PATH")
+            run_paths[name] = run_path
+        if run_paths and len(_collections(data_dir)) > 1:
+            raise InputError("--run: a run file belongs to one collection; give that collection's directory")
+        rankings = {name: read_run(run_path) for name, run_path in run_paths.items()}
+        if not methods:
+            methods = ",".join([DEFAULT_METHODS_WITH_MODEL if model else DEFAULT_METHODS,
+                                *(f"{n},{n}+rerank" if model else n for n in run_paths)])
+        parsed = [parse_method(m.strip(), runs=list(run_paths)) for m in methods.split(",") if m.strip()]
         if compare:
             missing = [m for m in compare if m not in {p.name for p in parsed}]
-            parsed += [parse_method(m) for m in missing]
+            parsed += [parse_method(m, runs=list(run_paths)) for m in missing]
         if not parsed:
             raise InputError(f"--methods {methods!r} names no method")
         # BM25-only methods need no embeddings (minutes per collection on a CPU); MMR diversifies by them
@@ -105,14 +121,21 @@ def eval_command(
                            ) -> None:
                     bar.update(task, description=f"{name}: {stage}", completed=done, total=total)
 
+                # a run file's methods need no index (its documents are read from the corpus)
                 index = index_for(collection, comma_list(fields, DEFAULT_FIELDS), progress=report,
-                                  dense_windows=dense_windows, dense=needs_dense)
+                                  dense_windows=dense_windows, dense=needs_dense) \
+                    if any(m.run is None for m in parsed) else None
                 by_method = {}
                 for m in parsed:
                     bar.update(task, description=f"{escape(collection.name)}: {m.name}", completed=0,
                                total=len(collection.queries))
-                    by_method[m.name] = run_method(index, collection, m, window=window, ranker=ranker,
-                                                   progress=partial(bar.advance, task))
+                    if m.run is not None:
+                        by_method[m.name] = run_external(
+                            collection, m, rankings[m.run], window=window, depth=100, ranker=ranker,
+                            fields=comma_list(fields, DEFAULT_FIELDS), progress=partial(bar.advance, task))
+                    else:
+                        by_method[m.name] = run_method(index, collection, m, window=window, ranker=ranker,
+                                                       progress=partial(bar.advance, task))
             results.extend(by_method.values())
             if compare:
                 a, b = compare
@@ -155,9 +178,10 @@ def _print_table(results: list, comparisons: list) -> None:
             method += f" ({r.fallbacks}/{r.queries} not reranked)"
             fell_back.append(r)
         table.add_row(Text(r.collection), Text(method), f"{r.measures['ndcg@10']:.3f}", f"{r.measures['mrr@10']:.3f}",
-                      f"{r.measures['recall@100']:.3f}", f"{lat.get('first_stage', {}).get('p50', 0):.1f}",
+                      f"{r.measures['recall@100']:.3f}",
+                      f"{lat['first_stage']['p50']:.1f}" if "first_stage" in lat else "-",  # a run: not measured
                       f"{lat['rerank']['p50']:.1f}" if "rerank" in lat else "-",
-                      f"{lat.get('total', {}).get('p50', 0):.1f}")
+                      f"{lat['total']['p50']:.1f}" if "total" in lat else "-")
     console = Console(width=None if Console().is_terminal else 120)
     console.print(table)
     for r in fell_back:

@@ -35,20 +35,27 @@ class Method:
     mmr: bool = False
     rerank: bool = False
     fuse: bool = False  # the rerank fused with the first stage by RRF (rankers.FusedRanker)
+    run: str | None = None  # an external first stage: the name of a --run file (eval.runs)
 
 
-def parse_method(name: str, default: str = "hybrid") -> Method:
-    """``hybrid+mmr+rerank`` -> retrievers (bm25, dense), mmr, rerank; a clear error for anything else."""
+def parse_method(name: str, default: str = "hybrid", runs: Sequence[str] = ()) -> Method:
+    """``hybrid+mmr+rerank`` -> retrievers (bm25, dense), mmr, rerank; a clear error for anything else.
+    ``runs`` are the names of external first stages (run files) a method may start with."""
     spec = default if name == "default" else name
     first, *mods = spec.strip().lower().split("+")
-    if first not in FIRST_STAGES:
-        raise InputError(f"unknown method {name!r}: it must start with one of {sorted(FIRST_STAGES)}")
+    if first not in FIRST_STAGES and first not in runs:
+        raise InputError(f"unknown method {name!r}: it must start with one of {sorted(FIRST_STAGES)}"
+                         + (f" or a --run name {sorted(runs)}" if runs else ""))
     bad = [m for m in mods if m not in MODIFIERS]
     if bad or len(set(mods)) != len(mods):
         raise InputError(f"unknown or repeated stage {bad[0] if bad else mods!r} in {name!r}; "
                          f"stages are {MODIFIERS}")
     if "fuse" in mods and "rerank" not in mods:
         raise InputError(f"{name!r}: +fuse fuses the rerank with the first stage, so it needs +rerank")
+    if first in runs and first not in FIRST_STAGES:
+        if "mmr" in mods:
+            raise InputError(f"{name!r}: +mmr needs crossrank's embeddings of the run's documents; not for a run")
+        return Method(name, (), False, "rerank" in mods, "fuse" in mods, run=first)
     return Method(name, tuple(FIRST_STAGES[first]), "mmr" in mods, "rerank" in mods, "fuse" in mods)
 
 
