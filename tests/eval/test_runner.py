@@ -177,3 +177,26 @@ def test_bad_run_files_say_what_is_wrong(tmp_path, caplog):
     result = CliRunner().invoke(app, ["eval", str(ADI), "--run", str(tmp_path / "part.trec"), "--methods",
                                       "part+mmr"])
     assert result.exit_code == 2 and "not for a run" in result.output
+
+
+def test_written_runs_read_back_to_the_same_figures(tmp_path):
+    """--write-runs: each method's ranking as a TREC run, which trec_eval's readers (ir-measures here) and
+    crossrank's own --run read back to the same figures."""
+    import ir_measures
+
+    from crossrank.eval import load_collection
+
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--json", "--write-runs", str(out)])
+    assert result.exit_code == 0, result.output
+    bm25 = json.loads(result.stdout)["results"][0]
+    written = out / "adi.bm25.trec"
+    qrels = load_collection(ADI, "test").qrels
+    direct = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, ir_measures.read_trec_run(str(written)))
+    assert direct[ir_measures.nDCG @ 10] == pytest.approx(bm25["ndcg@10"], abs=1e-9)
+    again = CliRunner().invoke(app, ["eval", str(ADI), "--run", f"back={written}", "--methods", "back", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["results"][0]["ndcg@10"] == pytest.approx(bm25["ndcg@10"], abs=1e-9)
+    (tmp_path / "file").write_text("")
+    refused = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--write-runs", str(tmp_path / "file")])
+    assert refused.exit_code == 2 and "--write-runs" in refused.output

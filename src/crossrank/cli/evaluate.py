@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,6 +57,8 @@ def eval_command(
         "--run", help="your own first stage as a TREC run file (qid Q0 docid rank score tag: an Elasticsearch, "
                       "Solr or Pyserini export), NAME=PATH or PATH (named by its file stem): method NAME is the "
                       "run as it is, NAME+rerank reranks its top --window. Repeatable; one collection")] = None,
+    write_runs: Annotated[Path | None, typer.Option(
+        "--write-runs", help="write each method's ranking as a TREC run file, DIR/COLLECTION.METHOD.trec")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """NDCG@10, MRR@10 and Recall@100 per method, with per-query stage latency (ir-measures)."""
@@ -73,6 +76,15 @@ def eval_command(
     if per_query_out:
         try:
             per_query_out = output_file(per_query_out, "--per-query")
+        except InputError as exc:
+            _fail(exc)
+    if write_runs is not None:
+        try:
+            write_runs.mkdir(parents=True, exist_ok=True)
+            if not os.access(write_runs, os.W_OK):
+                raise InputError(f"--write-runs {write_runs} is not writable")
+        except OSError as exc:
+            _fail(InputError(f"--write-runs {write_runs}: {exc.strerror or exc}"))
         except InputError as exc:
             _fail(exc)
     try:
@@ -152,6 +164,12 @@ def eval_command(
                                              **{m: v[qid] for m, v in r.per_query.items()}}) + "\n")
         except OSError as exc:
             _fail(InputError(f"cannot write --per-query {per_query_out}: {exc.strerror or exc}"))
+    if write_runs is not None:
+        try:
+            for r in results:
+                r.write_trec(write_runs / f"{r.collection}.{r.method}.trec")
+        except OSError as exc:
+            _fail(InputError(f"cannot write runs to {write_runs}: {exc.strerror or exc}"))
     if as_json:
         payload: dict = {"results": [r.to_dict() for r in results]}
         if comparisons:

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,15 @@ class MethodResult:
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     queries: int = 0
     fallbacks: int = 0
+    run: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)  # {qid: {docid: score}}
+
+    def write_trec(self, path: Path) -> None:
+        """The run as a TREC run file (``qid Q0 docid rank score tag``), for trec_eval or another tool."""
+        tag = self.method.replace(" ", "_")
+        with path.open("w", encoding="utf-8") as fh:
+            for qid, scores in self.run.items():
+                ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+                fh.writelines(f"{qid} Q0 {doc} {rank} {score:g} {tag}\n" for rank, (doc, score) in enumerate(ranked, 1))
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "collection": self.collection, **self.measures, "queries": self.queries,
@@ -130,4 +140,4 @@ def run_method(index: Any, collection: Collection, method: Method, *, window: in
     latency = {stage: {"p50": float(np.percentile(v, 50)), "mean": float(np.mean(v))}
                for stage, v in stage_ms.items()}
     return MethodResult(method.name, collection.name, evaluate(run, collection.qrels),
-                        per_query(run, collection.qrels), latency, len(run), fallbacks)
+                        per_query(run, collection.qrels), latency, len(run), fallbacks, run)

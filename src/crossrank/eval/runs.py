@@ -127,4 +127,4 @@ def run_external(collection: Collection, method: Any, ranking: dict[str, list[st
     latency = {"rerank": {"p50": float(np.percentile(rerank_ms, 50)), "mean": float(np.mean(rerank_ms))}} \
         if rerank_ms else {}
     return MethodResult(method.name, collection.name, evaluate(run, collection.qrels), per_query(run, collection.qrels),
-                        latency, len(run), fallbacks)
+                        latency, len(run), fallbacks, run)
