@@ -244,6 +244,11 @@ def test_rerank_response_reads_an_engines_json_and_prints_it_reranked(tiny_model
     for bad, why in (("not json", "not JSON"), ('{"took": 1}', "no hits.hits"), (b"\xff\xfe{", "not JSON")):
         result = runner.invoke(app, ["rerank-response", "q", "--model", str(tiny_model)], input=bad)
         assert result.exit_code == 2 and why in result.output, result.output
+    bom = runner.invoke(app, ["rerank-response", "crocs", "--model", str(tiny_model)],
+                        input=b"\xef\xbb\xbf" + json.dumps(solr).encode())  # PowerShell 5 writes one
+    assert bom.exit_code == 0 and json.loads(bom.stdout)["response"]["docs"] == docs, bom.output
+    empty = runner.invoke(app, ["rerank-response", "crocs", "--model", str(tiny_model)], input="")
+    assert empty.exit_code == 2 and "the response is empty" in empty.output
     # no model: refused, not the random-head built-in scrambling the engine's order
     result = runner.invoke(app, ["rerank-response", "crocs"], input=json.dumps(solr))
     assert result.exit_code == 2 and "--model" in result.output

@@ -200,3 +200,43 @@ def test_written_runs_read_back_to_the_same_figures(tmp_path):
     (tmp_path / "file").write_text("")
     refused = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--write-runs", str(tmp_path / "file")])
     assert refused.exit_code == 2 and "--write-runs" in refused.output
+
+
+def test_run_files_as_tools_write_them(tmp_path, caplog):
+    """gzip (Anserini, Pyserini), ties broken as trec_eval breaks them, ids the corpus lacks said, and
+    undecodable bytes refused (they reached pytrec_eval, which killed the process with a segfault)."""
+    import gzip
+
+    import ir_measures
+
+    from crossrank.eval import load_collection
+    from crossrank.eval.metrics import evaluate
+
+    _bm25_run(tmp_path / "es.trec")
+    lines = (tmp_path / "es.trec").read_text().splitlines()
+    tied = [" ".join([*line.split()[:4], str(int(float(line.split()[4]))), "t"]) for line in lines]  # integer scores
+    (tmp_path / "ties.trec").write_text("\n".join(tied) + "\n")
+    (tmp_path / "ties_rev.trec").write_text("\n".join(reversed(tied)) + "\n")
+    with gzip.open(tmp_path / "zipped.trec.gz", "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    qrels = load_collection(ADI, "test").qrels
+    expected = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels,
+                                          ir_measures.read_trec_run(str(tmp_path / "ties.trec")))[ir_measures.nDCG @ 10]
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--json", "--methods", "ties,ties_rev,zipped,bm25",
+                                      "--run", str(tmp_path / "ties.trec"), "--run", str(tmp_path / "ties_rev.trec"),
+                                      "--run", str(tmp_path / "zipped.trec.gz")])
+    assert result.exit_code == 0, result.output
+    by = {r["method"]: r["ndcg@10"] for r in json.loads(result.stdout)["results"]}
+    assert by["ties"] == by["ties_rev"] == pytest.approx(expected, abs=1e-9)  # the file's order does not matter
+    assert by["zipped"] == pytest.approx(by["bm25"], abs=1e-9)
+    (tmp_path / "foreign.trec").write_text("\n".join(line.replace(" Q0 ", " Q0 doc-") for line in lines) + "\n")
+    (tmp_path / "some.trec").write_text("\n".join([*lines, "1 Q0 not-in-corpus 1 -5 t"]) + "\n")
+    (tmp_path / "latin1.trec").write_bytes(b"1 Q0 M\xfcller 1 99 e\n" + (tmp_path / "es.trec").read_bytes())
+    (tmp_path / "utf16.trec").write_text("1 Q0 7 1 1.0 t\n", encoding="utf-16")
+    for run, why in (("foreign", "must name documents by the corpus's _id"), ("latin1", "latin1.trec:1: not UTF-8"),
+                     ("utf16", "UTF-16")):
+        result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", run, "--run", str(tmp_path / f"{run}.trec")])
+        assert result.exit_code == 2 and why in result.output, (run, result.output)
+    result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "some", "--run", str(tmp_path / "some.trec")])
+    assert result.exit_code == 0 and "1 of the" in caplog.text and "not-in-corpus" in caplog.text
+    assert evaluate({"1": {"M\udcfcller": 1.0}}, {"1": {"x": 1}})["ndcg@10"] == 0.0  # no crash below the reader

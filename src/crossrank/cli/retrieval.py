@@ -185,7 +185,7 @@ def rerank_response(
     model: Annotated[str | None, typer.Option(help="cross-encoder (hub id, dir, export, built-in)")] = None,
     on: Annotated[str, typer.Option(help="comma-separated fields the ranker reads (dotted paths work)")]
     = "title,text",
-    window: Annotated[int | None, typer.Option(help="rerank only the first WINDOW hits (default: all)")] = None,
+    window: Annotated[int, typer.Option(help="hits reranked; those past them keep the engine's order")] = 100,
     backend: Annotated[str, typer.Option(help="auto, onnx or torch")] = "auto",
     quantize: Annotated[str | None, typer.Option(help="int8 for the quantized ONNX graph")] = None,
     remote: Annotated[str | None, typer.Option(help="URL of a remote ranker instead of the local engine")] = None,
@@ -209,9 +209,16 @@ def rerank_response(
             # order. Naming it (--model minilm-l6-untrained) is allowed, for plumbing.
             raise InputError("name the cross-encoder to rerank with: --model (a trained checkpoint, hub id or "
                              "export) or --remote URL")
-        raw = sys.stdin.buffer.read() if response is None or str(response) == "-" else response.read_bytes()
+        if response is None or str(response) == "-":
+            if sys.stdin is None:
+                raise InputError("no RESPONSE file given and no standard input to read it from")
+            raw = sys.stdin.buffer.read()
+        else:
+            raw = response.read_bytes()
+        if not raw.strip():
+            raise InputError("the response is empty: pipe or name the engine's JSON response")
         try:
-            parsed = loads(raw.decode("utf-8"))
+            parsed = loads(raw.decode("utf-8-sig"))  # a byte-order mark, as PowerShell writes, is not JSON's
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"the response is not JSON: {exc}") from None
         ranker: Any = (RemoteRanker(remote, dialect=dialect, model=model, api_key=api_key, timeout=timeout)

@@ -35,8 +35,19 @@ def _measures(names: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _complete(run: Run, qrels: Qrels) -> dict[str, dict[str, float]]:
-    """Every judged query appears in the run (an empty ranking scores 0), so means are over the same queries."""
-    return {qid: {d: float(s) for d, s in run.get(qid, {}).items()} for qid in qrels}
+    """Every judged query appears in the run (an empty ranking scores 0), so means are over the same queries.
+    Ids holding lone surrogates (undecodable bytes) are left out: pytrec_eval crashes the process on them,
+    and no judged document has one."""
+    return {qid: {d: float(s) for d, s in run.get(qid, {}).items() if d.isascii() or _encodable(d)}
+            for qid in qrels}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def per_query(run: Run, qrels: Qrels, measures: Sequence[str] | None = None) -> dict[str, dict[str, float]]:

@@ -8,13 +8,14 @@ with the same metrics as crossrank's own stages.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -40,15 +41,29 @@ def run_name(spec: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _open_text(path: Path) -> IO[str]:
+    """The run file as text: plain or gzip-compressed (Anserini and Pyserini write ``.gz`` runs), UTF-8
+    with or without a byte-order mark; undecodable bytes kept as surrogates, for the reader to refuse."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape")
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(f"run file {path} is UTF-16 (what PowerShell's > writes); save it as UTF-8")
+    return path.open(encoding="utf-8-sig", errors="surrogateescape")
+
+
 def read_run(path: Path) -> dict[str, list[str]]:
-    """Each query's documents, best first: by score, ties in the file's order (the rank column is not
-    trusted: tools disagree on it, the score is what trec_eval sorts by)."""
+    """Each query's documents, best first: by score, ties by document id, descending — trec_eval's order,
+    so its published figures are reproduced (the rank column is not trusted: tools disagree on it)."""
     if not path.is_file():
         raise InputError(f"run file {path} not found")
-    scored: dict[str, list[tuple[float, int, str]]] = {}
+    scored: dict[str, list[tuple[float, str]]] = {}
     seen: set[tuple[str, str]] = set()
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
+    with _open_text(path) as fh:
         for n, line in enumerate(fh, 1):
+            if not line.isascii() and any("\udc80" <= c <= "\udcff" for c in line):
+                raise InputError(f"{path}:{n}: not UTF-8 text")
             row = line.split()
             if not row:
                 continue
@@ -65,10 +80,10 @@ def read_run(path: Path) -> dict[str, list[str]]:
             if (qid, doc) in seen:
                 raise InputError(f"{path}:{n}: document {doc!r} is listed twice for query {qid!r}")
             seen.add((qid, doc))
-            scored.setdefault(qid, []).append((-score, n, doc))
+            scored.setdefault(qid, []).append((score, doc))
     if not scored:
         raise InputError(f"run file {path} holds no results")
-    return {qid: [doc for _, _, doc in sorted(rows)] for qid, rows in scored.items()}
+    return {qid: [doc for _, doc in sorted(rows, reverse=True)] for qid, rows in scored.items()}
 
 
 def run_external(collection: Collection, method: Any, ranking: dict[str, list[str]], *, window: int, depth: int,
@@ -91,7 +106,12 @@ def run_external(collection: Collection, method: Any, ranking: dict[str, list[st
     if not judged:
         raise InputError(f"run {name!r} has none of {collection.name}'s judged query ids "
                          f"(e.g. {next(iter(collection.queries))!r}): is it a run of this collection?")
-    unknown: set[str] = set()
+    listed = {d for q in judged for d in ranking[q][:max(depth, window)]}
+    unknown = {d for d in listed if d not in collection.corpus}
+    if unknown == listed:
+        raise InputError(f"none of the documents run {name!r} lists for {collection.name}'s judged queries is in "
+                         f"its corpus (e.g. {sorted(unknown)[:3]}; corpus ids look like "
+                         f"{list(collection.corpus)[:3]}): the run must name documents by the corpus's _id")
     run: dict[str, dict[str, float]] = {}
     rerank_ms: list[float] = []
     fallbacks = 0
@@ -100,7 +120,6 @@ def run_external(collection: Collection, method: Any, ranking: dict[str, list[st
         if rerank and docs:
             head = docs[:window]
             known = [d for d in head if d in collection.corpus]
-            unknown.update(d for d in head if d not in collection.corpus)
             texts = [join_fields(collection.corpus[d], fields, f"document {d!r}") for d in known]
             t0 = time.perf_counter()
             try:
@@ -118,13 +137,15 @@ def run_external(collection: Collection, method: Any, ranking: dict[str, list[st
         if progress:
             progress(1)
     if unknown:
-        log.warning("%s: %d documents of run %r's reranked windows are not in the corpus (e.g. %s); they were "
-                    "kept after the reranked ones", collection.name, len(unknown), name, sorted(unknown)[:3])
+        log.warning("%s: %d of the %d documents run %r lists are not in the corpus (e.g. %s): they count as "
+                    "unjudged%s", collection.name, len(unknown), len(listed), name, sorted(unknown)[:3],
+                    ", and follow the reranked ones in a window" if rerank else "")
     missing = len(collection.queries) - len(judged)
     if missing:
         log.warning("%s: run %r has no results for %d of %d judged queries; they count as 0",
                     collection.name, name, missing, len(collection.queries))
-    latency = {"rerank": {"p50": float(np.percentile(rerank_ms, 50)), "mean": float(np.mean(rerank_ms))}} \
-        if rerank_ms else {}
+    # The run's own stage was timed elsewhere, if at all: a reranked row's total is its rerank; a plain one has none.
+    stat = {"p50": float(np.percentile(rerank_ms, 50)), "mean": float(np.mean(rerank_ms))} if rerank_ms else None
+    latency = {"rerank": stat, "total": stat} if stat else {}
     return MethodResult(method.name, collection.name, evaluate(run, collection.qrels), per_query(run, collection.qrels),
                         latency, len(run), fallbacks, run)
