@@ -26,6 +26,8 @@ class Bar(Progress):
     def __init__(self, *columns: Any, **kwargs: Any) -> None:
         super().__init__(*columns, **kwargs)
         self._lines = not self.console.is_terminal and not self.disable
+        if self._lines:  # the lines say it all: rich would print the finished bars below them too
+            self.live.transient = True
         self._said: dict[TaskID, int] = {}
         self._started = time.perf_counter()
 

@@ -51,7 +51,19 @@ def test_default_pipeline_is_hybrid_and_says_so(movies_index):
     data = json.loads(result.stdout)
     assert data["method"] == "bm25+dense/rrf" and all("rerank" not in h["stages"] for h in data["hits"])
     table = runner.invoke(app, ["search", str(movies_index), QUERY, "--top-k", "3"])
-    assert table.exit_code == 0 and "default pipeline: BM25 + dense fused by RRF" in table.output
+    assert table.exit_code == 0 and "no rerank (bm25+dense/rrf): the default pipeline" in table.output
+
+
+def test_the_table_shows_the_indexed_fields_and_names_the_method_it_ran(tmp_path):
+    """A corpus indexed on `body` showed empty snippets, and the note claimed a hybrid for a BM25-only index."""
+    corpus = tmp_path / "notes.csv"
+    corpus.write_text("id,body\nn1,sourdough bread rises with wild yeast\nn2,spring tides follow the moon\n")
+    built = runner.invoke(app, ["index", str(corpus), "--out", str(tmp_path / "notes.idx"), "--fields", "body",
+                                "--id-field", "id", "--no-dense"])
+    assert built.exit_code == 0, built.output
+    table = runner.invoke(app, ["search", str(tmp_path / "notes.idx"), "wild yeast bread", "--top-k", "1"])
+    assert table.exit_code == 0, table.output
+    assert "sourdough bread rises" in table.stdout and "no rerank (bm25): the default pipeline" in table.output
 
 
 def test_input_errors_exit_2(movies_index, tmp_path):

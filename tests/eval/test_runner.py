@@ -61,6 +61,8 @@ def test_eval_json_matches_published_baselines(tmp_path, tiny_model):
 def test_eval_errors(tmp_path):
     result = CliRunner().invoke(app, ["eval", str(tmp_path)])
     assert result.exit_code == 2 and "BEIR-layout" in result.output
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "no-such-data")])
+    assert result.exit_code == 2 and "no such directory" in result.output
     result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "splade"])
     assert result.exit_code == 2 and "unknown method" in result.output
     result = CliRunner().invoke(app, ["eval", str(ADI), "--methods", ","])

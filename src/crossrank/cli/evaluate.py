@@ -22,6 +22,10 @@ DEFAULT_METHODS_WITH_MODEL = "bm25,dense,hybrid,hybrid+rerank"
 
 def _collections(data_dir: Path) -> list[Path]:
     """One collection, or every BEIR-layout collection directly under a directory of them."""
+    if not data_dir.exists():
+        from crossrank.errors import InputError
+
+        raise InputError(f"{data_dir}: no such directory")
     if (data_dir / "corpus.jsonl").is_file():
         return [data_dir]
     found = sorted(p for p in data_dir.iterdir() if (p / "corpus.jsonl").is_file()) if data_dir.is_dir() else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -171,10 +172,10 @@ def search(
     if as_json:
         typer.echo(dumps(result.to_dict(), default=str))
     else:
-        _print_result(result)
+        _print_result(result, idx.fields)
         if ranker is None and rerank is None:
-            typer.echo("default pipeline: BM25 + dense fused by RRF, no rerank. No reranker crossrank can ship "
-                       "has yet beaten this hybrid on held-out collections (docs/quality.md); pass --model "
+            typer.echo(f"no rerank ({result.method}): the default pipeline. No reranker crossrank can ship has yet "
+                       "beaten the BM25 + dense hybrid on held-out collections (docs/quality.md); pass --model "
                        "with a trained cross-encoder to rerank the top --window.", err=True)
 
 
@@ -229,7 +230,7 @@ def rerank_response(
     typer.echo(dumps(out))
 
 
-def _print_result(result: SearchResult) -> None:
+def _print_result(result: SearchResult, fields: Sequence[str] = ("title", "text")) -> None:
     """A table of the hits. Whatever came from the corpus or a remote server is shown as text, never read
     as Rich markup: "List[str]" lost its brackets and "[/b]" ended the command with a MarkupError."""
     from rich.console import Console
@@ -252,10 +253,13 @@ def _print_result(result: SearchResult) -> None:
     def fmt(value: float | int | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
+    # a hit's title, else its id; the snippet from the indexed fields (a corpus of `body` had none)
+    snippet_fields = [f for f in fields if f != "title"] or list(fields)
     for hit in result.hits:
         doc = hit.document
         title = str(doc.get("title") or hit.id)
-        text = str(doc.get("text") or "")
+        text = " ".join(", ".join(map(str, v)) if isinstance(v := doc[f], list) else str(v)
+                        for f in snippet_fields if doc.get(f) not in (None, ""))
         table.add_row(str(hit.rank), Text(title[:40]), *([fmt(hit.stage_score("rerank"), ".4f")] if reranked else []),
                       fmt(hit.stage_score("rrf"), ".4f"),
                       fmt(hit.stage_rank("bm25"), "d"), fmt(hit.stage_rank("dense"), "d"),

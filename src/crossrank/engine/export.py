@@ -159,10 +159,11 @@ def _cached_export(model: ModelDir, *, quantize: str | None) -> ModelDir:
     have = (out / "crossrank.json").exists() and (out / "model.onnx").exists()
     if have and (quantize != "int8" or (out / "model_int8.onnx").exists()):
         return inspect_dir(model.name, out)
-    log.info("exporting %s to ONNX in %s (once; cached by content)", model.name, out)
-    if have:
+    if have:  # exported before, without its int8 graph: only that is made
+        log.info("quantizing %s's ONNX export to int8 in %s (once)", model.name, out)
         quantize_int8(out / "model.onnx", out / "model_int8.onnx", model.name)
         return inspect_dir(model.name, out)
+    log.info("exporting %s to ONNX in %s (once; cached by content)", model.name, out)
     return export(model, out, quantize=quantize)
 
 
