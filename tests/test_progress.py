@@ -18,6 +18,7 @@ def test_off_a_terminal_a_line_per_twentieth():
     lines = [line for line in out.getvalue().splitlines() if line.startswith("train ") and "/" in line]
     assert len(lines) == 20
     assert "━" not in out.getvalue()  # rich's finished bar printed below the lines too, in every log
+    assert out.getvalue().endswith(")\n")  # and no empty line after the last one
     assert lines[0].startswith("train 10/200 loss=0.1000 (") and lines[-1].startswith("train 200/200 loss=0.0050")
 
 

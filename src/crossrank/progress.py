@@ -31,6 +31,12 @@ class Bar(Progress):
         self._said: dict[TaskID, int] = {}
         self._started = time.perf_counter()
 
+    def stop(self) -> None:
+        if self._lines:  # rich ends a non-interactive display with an empty line: the lines need none
+            self.live.stop()
+            return
+        super().stop()
+
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
         super().update(task_id, **kwargs)
         self._say(task_id)

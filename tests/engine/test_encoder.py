@@ -556,7 +556,12 @@ def test_rank_takes_and_answers_what_sentence_transformers_rank_does(tiny_model)
     assert [r.document for r in ce.rank("kids shoes", docs, return_documents=False)] == [None] * 4
     with pytest.raises(KeyError, match="corpus_id"):
         ours[0]["id"]
+    assert ours[0]["index"] == ours[0].get("corpus_id") == ours[0].index and ours[0].get("id", "-") == "-"
     with pytest.raises(InputError, match="prompt"):
         ce.rank("kids shoes", docs, prompt="query: ")
+    with pytest.raises(InputError, match="pool"):
+        ce.predict([("kids", "shoes")], pool={"processes": []})
     with pytest.raises(InputError, match="batch_size"):
         ce.rank("kids shoes", docs, batch_size=0)
+    with pytest.raises(TypeError, match="topk"):  # a typo stays a TypeError (and a type checker's error)
+        ce.rank("kids shoes", docs, topk=1)  # type: ignore[call-arg]

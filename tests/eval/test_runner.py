@@ -199,6 +199,11 @@ def test_written_runs_read_back_to_the_same_figures(tmp_path):
     again = CliRunner().invoke(app, ["eval", str(ADI), "--run", f"back={written}", "--methods", "back", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["results"][0]["ndcg@10"] == pytest.approx(bm25["ndcg@10"], abs=1e-9)
+    from crossrank.eval.runner import MethodResult
+
+    spaced = MethodResult("bm25", "c", {}, {}, run={"q 1": {"d1": 1.0}})
+    with pytest.raises(InputError, match="'q 1' holds whitespace"):
+        spaced.write_trec(tmp_path / "spaced.trec")
     (tmp_path / "file").write_text("")
     refused = CliRunner().invoke(app, ["eval", str(ADI), "--methods", "bm25", "--write-runs", str(tmp_path / "file")])
     assert refused.exit_code == 2 and "--write-runs" in refused.output

@@ -174,6 +174,8 @@ def eval_command(
                 r.write_trec(write_runs / f"{r.collection}.{r.method}.trec")
         except OSError as exc:
             _fail(InputError(f"cannot write runs to {write_runs}: {exc.strerror or exc}"))
+        except CrossrankError as exc:
+            _fail(exc)
     if as_json:
         payload: dict = {"results": [r.to_dict() for r in results]}
         if comparisons:

@@ -33,8 +33,8 @@ from crossrank.errors import (
 log = logging.getLogger(__name__)
 
 
-#: sentence-transformers' names for a ranked document's fields (its ``rank()`` returns dicts)
-_ST_KEYS = {"corpus_id": 0, "score": 1, "text": 2}
+#: a ranked document's fields by name: its own, and sentence-transformers' (its ``rank()`` returns dicts)
+_ST_KEYS = {"corpus_id": 0, "score": 1, "text": 2, "index": 0, "document": 2}
 
 
 class RankedDocument(NamedTuple):
@@ -57,9 +57,13 @@ class RankedDocument(NamedTuple):
         if isinstance(key, str):
             if key not in _ST_KEYS:
                 raise KeyError(f"{key!r}: a ranked document has index, score and document "
-                               f"(as sentence-transformers names them: {', '.join(_ST_KEYS)})")
+                               "(as sentence-transformers names them: corpus_id, score, text)")
             key = _ST_KEYS[key]
         return tuple.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``r.get("text")``, as on sentence-transformers' dicts."""
+        return self[key] if key in _ST_KEYS else default
 
 
 @dataclass
@@ -94,6 +98,16 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
         return max(1, os.cpu_count() or 1)
+
+
+def _refuse_st_options(method: str, **options: Any) -> None:
+    """sentence-transformers' options crossrank does not apply: named (a typo stays a TypeError), refused
+    when given rather than ignored."""
+    given = sorted(name for name, value in options.items() if value is not None)
+    if given:
+        raise InputError(f"{method}() does not apply sentence-transformers' {', '.join(given)}: prompts are not "
+                         "added, activations are named with activation='raw'|'sigmoid'|'softmax', the device is "
+                         "chosen when the model loads (CrossEncoder(device=...)), and one process batches alone")
 
 
 def _reporter(progress: bool | Callable[[int, int], None] | None
@@ -256,19 +270,19 @@ class CrossEncoder:
 
     def predict(self, inputs: Any, batch_size: int = 32, show_progress_bar: bool | None = None,
                 activation_fn: Any = None, apply_softmax: bool | None = False, convert_to_numpy: bool = True,
-                convert_to_tensor: bool = False, **unsupported: Any) -> Any:
+                convert_to_tensor: bool = False, prompt_name: str | None = None, prompt: str | None = None,
+                device: Any = None, pool: Any = None, chunk_size: int | None = None) -> Any:
         """sentence-transformers' ``CrossEncoder.predict``, so code written against it runs unchanged.
 
-        One pair gives one score (a scalar, as there), a list gives an array. ``batch_size`` and
-        ``show_progress_bar`` shows a bar as there; ``batch_size`` is accepted and has no effect (crossrank
-        batches by tokens, not by count);
-        ``apply_softmax`` on a multi-label model is ``activation="softmax"``; ``convert_to_tensor`` gives a
-        torch tensor. A custom ``activation_fn`` is refused: name it with ``score(activation=...)``.
+        One pair gives one score (a scalar, as there), a list gives an array. ``show_progress_bar`` shows a
+        bar as there; ``batch_size`` is accepted and has no effect (crossrank batches by tokens, not by
+        count); ``apply_softmax`` on a multi-label model is ``activation="softmax"``; ``convert_to_tensor``
+        gives a torch tensor. A custom ``activation_fn``, prompts and the multi-process options are refused
+        with what to do instead (the names exist so a typo is still a TypeError).
         """
         integer(batch_size, "batch_size", minimum=1)
-        if unsupported:
-            raise InputError(f"predict does not take {', '.join(sorted(unsupported))} (sentence-transformers' "
-                             "multi-process and prompt options); call score()")
+        _refuse_st_options("predict", prompt_name=prompt_name, prompt=prompt, device=device, pool=pool,
+                           chunk_size=chunk_size)
         if activation_fn is not None:
             raise InputError("activation_fn: a callable is not applied here; use score(pairs, activation='raw', "
                              "'sigmoid', 'tanh' or 'softmax')")
@@ -310,16 +324,17 @@ class CrossEncoder:
              max_chunks_per_doc: int | None = None, activation: str | None = None,
              progress: bool | Callable[[int, int], None] = False, return_documents: bool = True,
              batch_size: int | None = None, show_progress_bar: bool | None = None,
-             **unsupported: Any) -> list[RankedDocument]:
+             prompt_name: str | None = None, prompt: str | None = None, activation_fn: Any = None,
+             device: Any = None, pool: Any = None, chunk_size: int | None = None) -> list[RankedDocument]:
         """Documents best first as ``(index, score, document)``; at most ``top_k`` of them. ``progress``
         as for :meth:`score`.
 
         sentence-transformers' ``rank`` arguments work as there: ``return_documents=False`` leaves the
         document out (None), ``show_progress_bar`` is ``progress``, ``batch_size`` is accepted and has no
-        effect (batches are by tokens); each result also reads as its dict (``r["corpus_id"]``)."""
-        if unsupported:
-            raise InputError(f"rank does not take {', '.join(sorted(unsupported))} (sentence-transformers' "
-                             "prompt, activation_fn and multi-process options); see CrossEncoder.rank's arguments")
+        effect (batches are by tokens); each result also reads as its dict (``r["corpus_id"]``). Its
+        prompts, ``activation_fn`` and multi-process options are refused with what to do instead."""
+        _refuse_st_options("rank", prompt_name=prompt_name, prompt=prompt, activation_fn=activation_fn,
+                           device=device, pool=pool, chunk_size=chunk_size)
         if top_k is not None:
             top_k = integer(top_k, "top_k")
         if batch_size is not None:

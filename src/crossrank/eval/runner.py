@@ -76,6 +76,9 @@ class MethodResult:
     def write_trec(self, path: Path) -> None:
         """The run as a TREC run file (``qid Q0 docid rank score tag``), for trec_eval or another tool."""
         tag = self.method.replace(" ", "_")
+        spaced = next((i for qid, scores in self.run.items() for i in (qid, *scores) if len(i.split()) != 1), None)
+        if spaced is not None:  # the format has no quoting: the line would read as other columns
+            raise InputError(f"cannot write {path}: id {spaced!r} holds whitespace, which a TREC run cannot hold")
         with path.open("w", encoding="utf-8") as fh:
             for qid, scores in self.run.items():
                 ranked = sorted(scores.items(), key=lambda kv: -kv[1])
