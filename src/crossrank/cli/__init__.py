@@ -18,6 +18,16 @@ def comma_list(value: str | None, default: Sequence[str] | None = None) -> list[
     return items or (list(default) if default is not None else None)
 
 
+def refuse_empty(**options: str | None) -> None:
+    """An option given as an empty string is an unset ``$VARIABLE``, not "no model": refused by flag name
+    (``model_name="..."`` is ``--model-name``) rather than read as the option left out."""
+    from crossrank.errors import InputError
+
+    for name, value in options.items():
+        if value is not None and not value.strip():
+            raise InputError(f"--{name.replace('_', '-')} is empty")
+
+
 def _terminated(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from crossrank.checks import output_file
-from crossrank.cli import comma_list
+from crossrank.checks import output_dir, output_file
+from crossrank.cli import comma_list, refuse_empty
 from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError, InputError
 
@@ -84,16 +83,11 @@ def eval_command(
             _fail(exc)
     if write_runs is not None:
         try:
-            write_runs.mkdir(parents=True, exist_ok=True)
-            if not os.access(write_runs, os.W_OK):
-                raise InputError(f"--write-runs {write_runs} is not writable")
-        except OSError as exc:
-            _fail(InputError(f"--write-runs {write_runs}: {exc.strerror or exc}"))
+            write_runs = output_dir(write_runs, "--write-runs")
         except InputError as exc:
             _fail(exc)
     try:
-        if model is not None and not model.strip():  # an unset $VARIABLE: not "no model"
-            raise InputError("--model is empty")
+        refuse_empty(model=model)
         run_paths: dict[str, Path] = {}
         for spec in run_files or []:
             name, run_path = run_name(spec)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from crossrank.cli import comma_list
+from crossrank.cli import comma_list, refuse_empty
 from crossrank.engine.documents import DEFAULT_FIELDS
 from crossrank.errors import CrossrankError, InputError
 from crossrank.jsonl import dumps
@@ -141,9 +141,7 @@ def search(
     from crossrank.retrieval import CascadeRanker, FusedRanker, Index, LocalRanker, RemoteRanker, build_pipeline
 
     try:
-        for flag, value in (("--model", model), ("--cascade-model", cascade_model), ("--remote", remote)):
-            if value is not None and not value.strip():  # an unset $VARIABLE: not "no model"
-                raise InputError(f"{flag} is empty")
+        refuse_empty(model=model, cascade_model=cascade_model, remote=remote)
         if remote and rerank is False:  # --remote only says where to rerank
             raise InputError("--no-rerank with --remote: drop one (--remote names the ranker to rerank with)")
         if cascade_model and (remote or not model):
@@ -202,9 +200,7 @@ def rerank_response(
     from crossrank.retrieval import rerank_response as rerank
 
     try:
-        for flag, value in (("--model", model), ("--remote", remote)):
-            if value is not None and not value.strip():  # an unset $VARIABLE: not "no model"
-                raise InputError(f"{flag} is empty")
+        refuse_empty(model=model, remote=remote)
         if model is None and remote is None:
             # The built-in model has a random head: reranking with it by default would scramble the engine's
             # order. Naming it (--model minilm-l6-untrained) is allowed, for plumbing.

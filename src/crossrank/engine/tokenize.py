@@ -37,6 +37,13 @@ CHARS_PER_TOKEN = 8
 ENCODE_SLICE = 2048
 
 
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Where each row starts in the flat token arrays, from the rows' lengths."""
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return starts
+
+
 @dataclass
 class EncodedPairs:
     """Token rows ready for batching: one row per (pair, window)."""
@@ -55,8 +62,7 @@ class EncodedPairs:
     def from_encodings(cls, rows: Sequence[Encoding], owner: Sequence[int] | None = None) -> EncodedPairs:
         """Flatten ``tokenizers`` encodings (pairs or single texts) into batchable rows."""
         lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
-        offsets = np.zeros(len(rows), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
+        offsets = _starts(lengths)
         total = int(lengths.sum())
         ids = np.fromiter(chain.from_iterable(r.ids for r in rows), dtype=np.int32, count=total)
         type_ids = np.fromiter(chain.from_iterable(r.type_ids for r in rows), dtype=np.int8, count=total)
@@ -77,12 +83,10 @@ class EncodedPairs:
         if len(parts) == 1:
             return parts[0]
         lengths = np.concatenate([p.lengths for p in parts])
-        offsets = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
         shifts = np.cumsum([0, *sizes[:-1]])
         owner = np.concatenate([p.owner + shift for p, shift in zip(parts, shifts, strict=True)])
         return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.type_ids for p in parts]),
-                   lengths, offsets, owner)
+                   lengths, _starts(lengths), owner)
 
     def first_windows(self) -> EncodedPairs:
         """Only each input's first row (what a one-window encoding would have made)."""
@@ -92,9 +96,8 @@ class EncodedPairs:
             return self
         token_keep = np.repeat(keep, self.lengths)
         lengths = self.lengths[keep]
-        offsets = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        return EncodedPairs(self.ids[token_keep], self.type_ids[token_keep], lengths, offsets, self.owner[keep])
+        return EncodedPairs(self.ids[token_keep], self.type_ids[token_keep], lengths, _starts(lengths),
+                            self.owner[keep])
 
     @classmethod
     def from_windows(cls, encodings: Sequence[Encoding], max_windows: int) -> EncodedPairs:

@@ -39,6 +39,12 @@ def _read_jsonl(path: Path) -> list[dict]:
     return read_objects(path, required="_id")
 
 
+def undecodable(line: str) -> bool:
+    """Whether a line read with ``errors="surrogateescape"`` held bytes that are not UTF-8: ids made of them
+    match nothing, and pytrec_eval crashes the process on them."""
+    return not line.isascii() and any("\udc80" <= c <= "\udcff" for c in line)
+
+
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     """``query-id<TAB>corpus-id<TAB>score`` (BEIR), an optional header line; gains kept as graded integers.
 
@@ -51,7 +57,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     seen_data = False
     with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
         for n, line in enumerate(fh, 1):
-            if not line.isascii() and any("\udc80" <= c <= "\udcff" for c in line):
+            if undecodable(line):
                 raise InputError(f"{path}:{n}: not UTF-8 text")
             row = [field.strip() for field in line.rstrip("\r\n").split("\t")]
             if not any(row):

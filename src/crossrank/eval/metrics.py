@@ -70,8 +70,12 @@ def per_query(run: Run, qrels: Qrels, measures: Sequence[str] | None = None) -> 
 
 def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] | None = None) -> dict[str, float]:
     """Mean of each measure over all judged queries."""
-    return {label: float(np.mean(list(values.values()))) if values else 0.0
-            for label, values in per_query(run, qrels, measures).items()}
+    return means(per_query(run, qrels, measures))
+
+
+def means(by_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """``{measure: mean over queries}`` of :func:`per_query`'s figures (0 where there are no queries)."""
+    return {label: float(np.mean(list(values.values()))) if values else 0.0 for label, values in by_query.items()}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from crossrank.errors import InputError
 from crossrank.eval.collection import Collection
-from crossrank.eval.metrics import evaluate, per_query
+from crossrank.eval.metrics import means, per_query
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,16 @@ class MethodResult:
     queries: int = 0
     fallbacks: int = 0
     run: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)  # {qid: {docid: score}}
+
+    @classmethod
+    def measured(cls, method: str, collection: Collection, run: dict[str, dict[str, float]],
+                 latency_ms: dict[str, list[float]], fallbacks: int = 0) -> MethodResult:
+        """``run`` scored against the collection's judgments (ir-measures, once per query), with each
+        stage's latencies as p50 and mean."""
+        by_query = per_query(run, collection.qrels)
+        latency = {stage: {"p50": float(np.percentile(v, 50)), "mean": float(np.mean(v))}
+                   for stage, v in latency_ms.items() if v}
+        return cls(method, collection.name, means(by_query), by_query, latency, len(run), fallbacks, run)
 
     def write_trec(self, path: Path) -> None:
         """The run as a TREC run file (``qid Q0 docid rank score tag``), for trec_eval or another tool."""
@@ -140,7 +150,4 @@ def run_method(index: Any, collection: Collection, method: Method, *, window: in
         run[qid] = {hit.id: float(depth - i) for i, hit in enumerate(result.hits)}
         if progress:
             progress(1)
-    latency = {stage: {"p50": float(np.percentile(v, 50)), "mean": float(np.mean(v))}
-               for stage, v in stage_ms.items()}
-    return MethodResult(method.name, collection.name, evaluate(run, collection.qrels),
-                        per_query(run, collection.qrels), latency, len(run), fallbacks, run)
+    return MethodResult.measured(method.name, collection, run, stage_ms, fallbacks)

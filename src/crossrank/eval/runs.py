@@ -17,11 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from crossrank.errors import BackendError, InputError
-from crossrank.eval.collection import Collection
-from crossrank.eval.metrics import evaluate, per_query
+from crossrank.eval.collection import Collection, undecodable
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +59,7 @@ def read_run(path: Path) -> dict[str, list[str]]:
     seen: set[tuple[str, str]] = set()
     with _open_text(path) as fh:
         for n, line in enumerate(fh, 1):
-            if not line.isascii() and any("\udc80" <= c <= "\udcff" for c in line):
+            if undecodable(line):
                 raise InputError(f"{path}:{n}: not UTF-8 text")
             row = line.split()
             if not row:
@@ -130,8 +127,9 @@ def run_external(collection: Collection, method: Any, ranking: dict[str, list[st
                 order, fallbacks = list(range(len(known))), fallbacks + 1
             rerank_ms.append((time.perf_counter() - t0) * 1000)
             reranked = [known[i] for i in order]
+            left = set(known) - set(reranked)  # pruned by a cascade: after the reranked ones
             # documents the corpus lacks cannot be read: they follow the reranked ones, in the run's order
-            docs = reranked + [d for d in known if d not in set(reranked)] + \
+            docs = reranked + [d for d in known if d in left] + \
                 [d for d in head if d not in collection.corpus] + docs[window:]
         run[qid] = {doc: float(len(docs) - i) for i, doc in enumerate(docs[:depth])}
         if progress:
@@ -145,7 +143,4 @@ def run_external(collection: Collection, method: Any, ranking: dict[str, list[st
         log.warning("%s: run %r has no results for %d of %d judged queries; they count as 0",
                     collection.name, name, missing, len(collection.queries))
     # The run's own stage was timed elsewhere, if at all: a reranked row's total is its rerank; a plain one has none.
-    stat = {"p50": float(np.percentile(rerank_ms, 50)), "mean": float(np.mean(rerank_ms))} if rerank_ms else None
-    latency = {"rerank": stat, "total": stat} if stat else {}
-    return MethodResult(method.name, collection.name, evaluate(run, collection.qrels), per_query(run, collection.qrels),
-                        latency, len(run), fallbacks, run)
+    return MethodResult.measured(method.name, collection, run, {"rerank": rerank_ms, "total": rerank_ms}, fallbacks)

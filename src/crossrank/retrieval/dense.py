@@ -258,8 +258,7 @@ class BiEncoder:
             raise InputError("embed_windows() takes a list of texts")
         if max_windows < 1:
             raise InputError(f"max_windows must be >= 1, got {max_windows}")
-        enc = encode_sliced(list(texts), lambda part: EncodedPairs.from_windows(
-            self._window_encodings(part, overlap), max_windows))
+        enc = self._window_rows(list(texts), overlap, max_windows)
         return self._embed_rows(enc, progress), enc.owner
 
     def embed_documents(self, texts: Sequence[str], *, windows: DenseWindows = "auto", overlap: int = 64,
@@ -279,8 +278,7 @@ class BiEncoder:
         if self._st is not None and windows in ("auto", 1):
             return self._embed_st(list(texts), progress), None
         texts = list(texts)
-        enc = encode_sliced(texts, lambda part: EncodedPairs.from_windows(
-            self._window_encodings(part, overlap), AUTO_WINDOWS if windows == "auto" else windows))
+        enc = self._window_rows(texts, overlap, AUTO_WINDOWS if windows == "auto" else windows)
         if windows == "auto":  # windowed only if most documents overflow one window
             long = np.count_nonzero(np.bincount(enc.owner, minlength=len(texts)) > 1)
             windows = AUTO_WINDOWS if long / max(1, len(texts)) >= LONG_CORPUS_SHARE else 1
@@ -288,6 +286,11 @@ class BiEncoder:
                 enc = enc.first_windows()
         vectors = self._embed_rows(enc, progress)
         return vectors, (enc.owner if windows > 1 else None)
+
+    def _window_rows(self, texts: list[str], overlap: int, max_windows: int) -> EncodedPairs:
+        """Each text's first ``max_windows`` windows as batchable rows, tokenized a slice at a time."""
+        return encode_sliced(texts, lambda part: EncodedPairs.from_windows(
+            self._window_encodings(part, overlap), max_windows))
 
     def _window_encodings(self, texts: Sequence[str], overlap: int) -> list[Any]:
         """Token windows of each text (first window = what :meth:`embed` reads, later ones overflowing)."""

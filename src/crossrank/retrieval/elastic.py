@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -129,25 +129,20 @@ def _rerank_hits(hits: list[Any], window: int | None, query: str, ranker: Ranker
         log.warning("rerank of a %s response: %s", shape.engine, reason)
         return hits, None, {"method": "engine", "fallback": reason}
     ordered = ranking.order.tolist()
-    seen = set(ordered)
-    unranked = [i for i in range(n) if i not in seen]
-    for rerank_rank, (i, score) in enumerate(zip(ordered, ranking.scores.tolist(), strict=True), 1):
-        hit = hits[i]
-        hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get(shape.score_key),
-                             "rerank_rank": rerank_rank}
-        hit[shape.score_key] = float(score)
+    scores = dict(zip(ordered, ranking.scores.tolist(), strict=True))
     # Hits the ranker did not score (past the window, or pruned by a cascade) follow the reranked ones with
     # no score: the engine's (BM25 ~12) beside the ranker's (0-1) would sort them first for anyone who
-    # sorts by score. Their engine score and rank stay under _crossrank, as for the others.
-    for i in [*unranked, *range(n, len(hits))]:
+    # sorts by score. Every hit keeps its engine score and rank under _crossrank.
+    final = [*ordered, *(i for i in range(n) if i not in scores), *range(n, len(hits))]
+    for rerank_rank, i in enumerate(final, 1):
         hit = hits[i]
-        if isinstance(hit, dict):
+        if isinstance(hit, MutableMapping):  # past the window, a hit is whatever the engine sent
             hit["_crossrank"] = {"first_stage_rank": i + 1, "first_stage_score": hit.get(shape.score_key),
-                                 "rerank_rank": None}
-            hit[shape.score_key] = None
+                                 "rerank_rank": rerank_rank if i in scores else None}
+            hit[shape.score_key] = scores.get(i)
     top = float(ranking.scores[0]) if ordered else None
     note = {"method": f"engine+{ranker.name}", "window": n, "fallback": None}
-    return [hits[i] for i in ordered] + [hits[i] for i in unranked] + hits[n:], top, note
+    return [hits[i] for i in final], top, note
 
 
 def _prepare(response: Any, query: str, on: Sequence[str], window: int | None, engine: str

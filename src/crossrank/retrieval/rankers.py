@@ -55,7 +55,8 @@ class Ranker(Protocol):
     def rank(self, query: str, texts: Sequence[str]) -> Ranking: ...
 
 
-def _ranking(name: str, scores: np.ndarray) -> Ranking:
+def ranking_of(name: str, scores: np.ndarray) -> Ranking:
+    """Candidates best first by ``scores`` (ties keep their first-stage order), the scores as ``name``'s stage."""
     order = np.argsort(-scores, kind="stable")
     return Ranking(order=order, scores=scores[order], stages={name: scores})
 
@@ -100,7 +101,7 @@ class LocalRanker:
             self._cost.observe(stats, time.perf_counter() - t0)
         if scores.ndim != 1:
             raise InputError(f"{self.encoder.model_name} has {scores.shape[1]} labels; a ranker needs one score")
-        return _ranking(self.name, np.asarray(scores, dtype=np.float64))
+        return ranking_of(self.name, np.asarray(scores, dtype=np.float64))
 
     def estimate_s(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Predicted seconds to rank the first n texts, for n = 1..len(texts)."""

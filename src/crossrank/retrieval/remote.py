@@ -29,7 +29,7 @@ import numpy as np
 from crossrank.checks import integer, number
 from crossrank.engine.documents import clean_text, query_text
 from crossrank.errors import InputError, MissingDependencyError
-from crossrank.retrieval.rankers import RankerUnavailable, Ranking
+from crossrank.retrieval.rankers import RankerUnavailable, Ranking, ranking_of
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,7 @@ class RemoteRanker:
             parts = [texts[i:i + size] for i in range(0, len(texts), size)]
             with ThreadPoolExecutor(max_workers=min(len(parts), 8), thread_name_prefix="crossrank-remote-part") as pool:
                 scores = np.concatenate(list(pool.map(lambda part: self._scores(query, part), parts)))
-        order = np.argsort(-scores, kind="stable")
-        return Ranking(order=order, scores=scores[order], stages={self.name: scores})
+        return ranking_of(self.name, scores)
 
     def _scores(self, query: str, texts: list[str], attempts: int | None = None) -> np.ndarray:
         return self._parse(self._post(self.dialect.request(query, texts, self.model), attempts), len(texts))
